@@ -1,0 +1,168 @@
+"""The foundation: real PostgreSQL behind a real Toxiproxy, two independent S3 regions, clean lifecycle."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import signal
+import statistics
+import time
+
+import psycopg
+import pytest
+
+from chaos.errors import EnvironmentUnavailable
+from chaos.profiles import get_profile
+from chaos.toxiproxy import FaultSession
+from fixtures.backends import build_native
+from fixtures.env import AuthDatabase, Environment
+from fixtures.procs import RunRegistry, pid_alive, purge_stale_runs
+
+
+def _rtt_ms(dsn: str, rounds: int = 7) -> float:
+    """Median round trip of SELECT 1 on one connection, in ms."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SELECT 1")
+        samples = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            conn.execute("SELECT 1").fetchone()
+            samples.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(samples)
+
+
+def test_sql_reaches_real_postgres_through_the_proxy(auth_db: AuthDatabase) -> None:
+    with psycopg.connect(auth_db.proxied_dsn) as conn:
+        port = conn.execute("SELECT inet_server_port()").fetchone()[0]
+        client_port = conn.info.port
+        conn.execute("INSERT INTO whatsapp_auth (company_id, creds) VALUES ('c1', '{}')")
+        conn.commit()
+    assert port == auth_db.server.port
+    assert client_port == auth_db.proxy.listen_port != auth_db.server.port
+    with psycopg.connect(auth_db.admin_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM whatsapp_auth").fetchone()[0] == 1
+
+
+def test_app_role_has_no_ddl_rights(auth_db: AuthDatabase) -> None:
+    with psycopg.connect(auth_db.dsn) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("CREATE TABLE sneaky (x int)")
+
+
+@pytest.mark.parametrize("latency_ms", [150, 400])
+def test_latency_toxic_adds_its_latency_and_removal_restores_baseline(
+    auth_db: AuthDatabase, faults: FaultSession, latency_ms: int
+) -> None:
+    baseline = _rtt_ms(auth_db.proxied_dsn)
+    with faults.toxic(auth_db.proxy, "latency", latency=latency_ms):
+        slowed = _rtt_ms(auth_db.proxied_dsn, rounds=3)
+    after = _rtt_ms(auth_db.proxied_dsn)
+    added = slowed - baseline
+    # The toxic delays each response by exactly latency_ms; a shared machine can only add to that.
+    assert latency_ms * 0.95 <= added <= latency_ms + 250, (baseline, slowed)
+    assert after < baseline + 50, (baseline, after)
+
+
+def test_disabled_proxy_fails_new_connections_fast_and_enable_restores(
+    auth_db: AuthDatabase, faults: FaultSession
+) -> None:
+    with faults.proxy_down(auth_db.proxy):
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.OperationalError) as info:
+            psycopg.connect(auth_db.proxied_dsn)
+        assert time.monotonic() - t0 < 2.5
+        assert "connection" in str(info.value).lower()
+    with psycopg.connect(auth_db.proxied_dsn) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_faults_heal_twice_safely_and_session_reset_clears_forgotten_toxics(auth_db: AuthDatabase,
+                                                                           dr_env: Environment) -> None:
+    session = FaultSession(toxiproxy=dr_env.toxiproxy)
+    entry = session.add_toxic(auth_db.proxy, "latency", latency=50)
+    session.disable_proxy(auth_db.proxy)
+    assert len(session.active) == 2
+    session.heal_entry(entry)
+    session.heal()
+    session.heal()
+    assert auth_db.proxy.toxics() == []
+    assert dr_env.toxiproxy.get_proxy(auth_db.proxy.name).listen_port == auth_db.proxy.listen_port
+    with psycopg.connect(auth_db.proxied_dsn) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_multipart_upload_keeps_sha256_and_regions_are_independent(
+    s3_buckets: dict[str, tuple[object, str]]
+) -> None:
+    (ep_a, bucket_a), (ep_b, _bucket_b) = s3_buckets["region-a"], s3_buckets["region-b"]
+    payload = os.urandom(12 * 1024 * 1024)
+    from boto3.s3.transfer import TransferConfig
+
+    client_a = ep_a.client()  # type: ignore[attr-defined]
+    client_a.upload_fileobj(io.BytesIO(payload), bucket_a, "blob",
+                            Config=TransferConfig(multipart_threshold=5 * 1024 * 1024,
+                                                  multipart_chunksize=5 * 1024 * 1024))
+    head = client_a.head_object(Bucket=bucket_a, Key="blob")
+    assert head["ETag"].strip('"').endswith("-3")  # three parts: it really was multipart
+    body = client_a.get_object(Bucket=bucket_a, Key="blob")["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == hashlib.sha256(payload).hexdigest()
+    client_b = ep_b.client()  # type: ignore[attr-defined]
+    names_b = {b["Name"] for b in client_b.list_buckets()["Buckets"]}
+    assert bucket_a not in names_b
+    assert ep_a.endpoint_url != ep_b.endpoint_url  # type: ignore[attr-defined]
+
+
+@pytest.mark.destructive
+def test_sigkilled_postmaster_restarts_with_committed_data_intact(pg_cluster) -> None:  # type: ignore[no-untyped-def]
+    with psycopg.connect(pg_cluster.auth_db.admin_dsn) as conn:
+        conn.execute("INSERT INTO whatsapp_auth (company_id, creds) VALUES ('acme', '{\"n\": 1}')")
+        conn.commit()
+    old_pid = pg_cluster.postmaster_pid()
+    pg_cluster.kill(signal.SIGKILL)
+    assert not pid_alive(old_pid)
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(pg_cluster.auth_db.admin_dsn)
+    pg_cluster.start()
+    with psycopg.connect(pg_cluster.auth_db.admin_dsn) as conn:
+        assert conn.execute("SELECT creds->>'n' FROM whatsapp_auth WHERE company_id='acme'").fetchone() == ("1",)
+    assert pg_cluster.postmaster_pid() != old_pid
+
+
+def test_native_environment_leaves_no_process_and_purges_orphans(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Start a whole environment, record every pid, close it: all gone. Then purge a fake crashed run."""
+    env = build_native(get_profile("ci"), "lifecycle")
+    registry_dirs = list(env.postgres.registry.dir.glob("*.proc.json"))
+    pids = [int(__import__("json").loads(p.read_text())["pid"]) for p in registry_dirs]
+    tmp_root = env.postgres.registry.tmp
+    assert len(pids) == 4  # postgres, toxiproxy, two moto regions
+    assert all(pid_alive(p) for p in pids)
+    env.close()
+    assert not any(pid_alive(p) for p in pids)
+    assert not tmp_root.exists()
+
+    # A "crashed" run: its owner pid is dead, its server is still running.
+    import subprocess
+    import sys
+
+    fake = RunRegistry(root=tmp_path / "runs")
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True)
+    try:
+        fake.record("orphan", orphan.pid)
+        (fake.dir / "owner").write_text("999999999")
+        purged = purge_stale_runs(tmp_path / "runs")
+        assert any(str(orphan.pid) in p for p in purged)
+        orphan.wait(timeout=10)
+        assert not fake.dir.exists() and not fake.tmp.exists()
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()
+
+
+def test_missing_binary_gives_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fixtures import native
+
+    monkeypatch.setattr(native, "TOOLS_BIN", native.ROOT / "does-not-exist")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(EnvironmentUnavailable, match="toxiproxy-server not found.*make setup"):
+        native.find_tool("toxiproxy-server")
