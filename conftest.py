@@ -1,1 +1,3 @@
-"""Root conftest: stays thin. The fixtures live in fixtures/plugin.py (loaded with -p in pyproject)."""
+"""Root conftest: stays thin. It registers plugins; fixtures live in fixtures/, evidence in reports/."""
+
+pytest_plugins = ["reports.plugin"]

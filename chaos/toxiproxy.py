@@ -128,6 +128,14 @@ class Proxy:
     def _set_enabled(self, enabled: bool) -> None:
         self.client.request("POST", f"/proxies/{self.name}", {"enabled": enabled})
 
+    def enable_if_exists(self) -> None:
+        """Undo of disable(): a proxy deleted in the meantime has nothing left to heal."""
+        try:
+            self.enable()
+        except ToxiproxyAPIError as exc:
+            if exc.status != 404:
+                raise
+
     def disable(self) -> None:
         """Take the proxy down: existing connections close, new ones are refused."""
         self._set_enabled(False)
@@ -239,7 +247,7 @@ class FaultSession:
     def disable_proxy(self, proxy: Proxy) -> _Undo:
         """Disable the proxy until heal(); return its undo entry."""
         proxy.disable()
-        return self.push(proxy.enable, f"proxy {proxy.name} down")
+        return self.push(proxy.enable_if_exists, f"proxy {proxy.name} down")
 
     def heal_entry(self, entry: _Undo) -> None:
         """Undo one fault now (idempotent)."""

@@ -66,21 +66,24 @@ pg_major="$("$PG_BIN/postgres" --version | sed -E 's/.* ([0-9]+)\..*/\1/')"
 echo "$PG_BIN" > "$TOOLS/pg_bindir"
 
 # 3. Go tools: toxiproxy-server and actionlint at pinned tags.
-go_tool() {  # name module tag binary-name-after-install
-  local name="$1" module="$2" tag="$3" built="$4"
+go_tool() {  # name module tag binary-name-after-install [ldflags]
+  local name="$1" module="$2" tag="$3" built="$4" ldflags="${5:-}"
   local want="$TOOLS/bin/$name"
-  if [ -x "$want" ] && [ -f "$TOOLS/.$name-$tag" ]; then return; fi
+  local stamp="$TOOLS/.$name-$tag-$(printf '%s' "$ldflags" | sha256sum | cut -c1-8)"
+  if [ -x "$want" ] && [ -f "$stamp" ]; then return; fi
   command -v go >/dev/null 2>&1 || die "go not found; needed to build $name $tag" \
     "install Go 1.22+ (apt-get install golang-go, or from go.dev)" \
     "or put a $name binary on PATH as $want" "or use CHAOS_ENV=docker"
   say "building $name $tag with go install"
   local gobin; gobin="$(mktemp -d)"
-  GOBIN="$gobin" GOFLAGS=-mod=mod go install "$module@$tag"
+  GOBIN="$gobin" GOFLAGS=-mod=mod go install -ldflags "$ldflags" "$module@$tag"
   mv "$gobin/$built" "$want"
   rm -rf "$gobin"
-  rm -f "$TOOLS/.$name-"* && touch "$TOOLS/.$name-$tag"
+  rm -f "$TOOLS/.$name-"* && touch "$stamp"
 }
-go_tool toxiproxy-server github.com/Shopify/toxiproxy/v2/cmd/server "$TOXIPROXY_TAG" server
+# The version is stamped in, as the release build does; a plain go install reports "git".
+go_tool toxiproxy-server github.com/Shopify/toxiproxy/v2/cmd/server "$TOXIPROXY_TAG" server \
+  "-X github.com/Shopify/toxiproxy/v2.Version=${TOXIPROXY_TAG#v}"
 go_tool actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_TAG" actionlint
 
 # 4. Node packages: the Allure CLI and the pinned Baileys (for format checks).
