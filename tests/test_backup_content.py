@@ -1,0 +1,80 @@
+"""The per-company digest is stable: same content, same digest, whatever the order; any change shows."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bridge import codec
+from bridge.backup.content import CompanyHasher, ContentSummary, _digest_rows, company_digest, compare
+from chaos.datagen import make_company
+
+
+def _company(seed: int = 1) -> tuple[dict, dict]:
+    return make_company(random.Random(seed), "company-00", 60)
+
+
+def test_digest_ignores_insertion_and_key_order() -> None:
+    creds, keys = _company()
+    shuffled = {t: dict(reversed(list(ids.items()))) for t, ids in reversed(list(keys.items()))}
+    creds_reordered = dict(reversed(list(creds.items())))
+    assert company_digest(creds, keys) == company_digest(creds_reordered, shuffled)
+
+
+def test_digest_of_database_rows_equals_digest_of_memory() -> None:
+    creds, keys = _company()
+    rows = sorted(("company-00", t, i, codec.replace(v)) for t, ids in keys.items() for i, v in ids.items())
+    from_rows = _digest_rows({"company-00": codec.replace(creds)}, rows)
+    assert from_rows["company-00"]["digest"] == company_digest(creds, keys)
+    assert from_rows["company-00"]["keys"] == sum(len(v) for v in keys.values())
+
+
+@pytest.mark.parametrize("change", ["value", "missing_key", "extra_key", "creds", "moved_key"])
+def test_any_content_change_changes_the_digest(change: str) -> None:
+    creds, keys = _company()
+    before = company_digest(creds, keys)
+    key_type = next(iter(keys))
+    key_id = next(iter(keys[key_type]))
+    keys = {t: dict(ids) for t, ids in keys.items()}
+    if change == "value":
+        keys[key_type][key_id] = {"changed": True}
+    elif change == "missing_key":
+        del keys[key_type][key_id]
+    elif change == "extra_key":
+        keys[key_type]["new-id"] = {"x": 1}
+    elif change == "creds":
+        creds = {**creds, "registrationId": -1}
+    else:  # same value under another type: the (type, id) address is part of the content
+        keys.setdefault("other-type", {})[key_id] = keys[key_type].pop(key_id)
+    assert company_digest(creds, keys) != before
+
+
+def test_hasher_refuses_unordered_keys() -> None:
+    h = CompanyHasher({})
+    h.add_key("session", "b", 1)
+    with pytest.raises(ValueError, match="out of order"):
+        h.add_key("session", "a", 1)
+
+
+def test_company_without_keys_still_has_a_digest() -> None:
+    out = _digest_rows({"c1": {"a": 1}}, [])
+    assert out["c1"]["keys"] == 0 and len(out["c1"]["digest"]) == 64
+
+
+def test_compare_names_each_table_and_company() -> None:
+    expected = ContentSummary(
+        {"whatsapp_keys": 10, "whatsapp_auth": 2},
+        {"c1": {"digest": "a" * 64, "keys": 5}, "c2": {"digest": "b" * 64, "keys": 5}},
+    )
+    observed = ContentSummary(
+        {"whatsapp_keys": 9, "whatsapp_auth": 2},
+        {"c1": {"digest": "c" * 64, "keys": 4}, "c3": {"digest": "d" * 64, "keys": 0}},
+    )
+    diffs = compare(expected, observed)
+    assert "table whatsapp_keys: expected 10 rows, restored 9" in diffs
+    assert any(d.startswith("company c1: content digest differs") for d in diffs)
+    assert any(d.startswith("company c2: in the manifest") for d in diffs)
+    assert any(d.startswith("company c3: present in the restore") for d in diffs)
+    assert len(diffs) == 4
+    assert compare(expected, expected) == []
