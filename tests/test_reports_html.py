@@ -1,0 +1,151 @@
+"""Real `allure generate` of a tiny synthetic results dir, checked in headless Chromium; history kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reports.cdp import Browser
+from reports.html import (
+    check_report,
+    count_statuses,
+    generate,
+    generate_single_file,
+    links_by_history,
+    report_cases,
+    report_counts,
+)
+from reports.meta import write_run_metadata
+from reports.summary import load_results
+from reports.timeline import FaultWindow, render_timeline
+
+pytestmark = pytest.mark.slow
+
+
+def write_case(results: Path, name: str, status: str, *, timeline: bool) -> None:
+    """One result with control tags, target/measured parameters and (optionally) a timeline PNG attachment."""
+    attachments = []
+    if timeline:
+        source = f"{uuid.uuid4()}-attachment.png"
+        ops = [
+            {"invoke_t": i * 0.1, "complete_t": i * 0.1 + 0.01, "kind": "read", "outcome": "ok"}
+            for i in range(50)
+        ]
+        render_timeline(ops, fault_windows=[FaultWindow(1.0, 3.0)], path=results / source)
+        attachments.append({"name": "timeline", "source": source, "type": "image/png"})
+    result = {
+        "uuid": str(uuid.uuid4()),
+        "historyId": uuid.uuid4().hex,
+        "name": name,
+        "fullName": f"scenarios.x#{name}",
+        "status": status,
+        "start": 1_700_000_000_000,
+        "stop": 1_700_000_001_000,
+        "statusDetails": {"message": "DR target missed: rto" if status == "failed" else ""},
+        "labels": [
+            {"name": "tag", "value": "SOC2:A1.3"},
+            {"name": "tag", "value": "ISO27001:A.8.13"},
+            {"name": "story", "value": f"story of {name}"},
+        ],
+        "parameters": [
+            {"name": "rto_target_s", "value": "<= 600"},
+            {"name": "rto_measured_s", "value": "12.5"},
+        ],
+        "steps": [
+            {
+                "name": "Inject: database down",
+                "status": "passed",
+                "start": 1_700_000_000_100,
+                "stop": 1_700_000_000_200,
+            }
+        ],
+        "attachments": attachments,
+    }
+    (results / f"{result['uuid']}-result.json").write_text(json.dumps(result))
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    """Two scenarios with timelines (one passed, one failed) and one without."""
+    out = tmp_path / "allure-results"
+    out.mkdir()
+    write_case(out, "test_rollback_within_rto_when_database_lost", "passed", timeline=True)
+    write_case(out, "test_outage_detected_within_mttd", "failed", timeline=True)
+    write_case(out, "test_restore_verified", "passed", timeline=False)
+    write_run_metadata(out, {"profile": "ci", "backend": "native"})
+    return out
+
+
+def test_generated_report_passes_the_browser_check(results: Path, tmp_path: Path) -> None:
+    """Loaded over HTTP, the report shows the counts, each page its tags and parameters, the timelines."""
+    report = tmp_path / "html"
+    assert generate(results, report) is False
+    single = generate_single_file(results, tmp_path / "single" / "dr-report.html")
+    expected = count_statuses(load_results(results))
+    assert report_counts(report)["total"] == 3
+    check = check_report(report, expected, tmp_path / "shots", single_file=single)
+    assert check.problems == [] and check.ok
+    assert (check.total_on_page, check.pages_checked, check.timelines_shown) == (3, 3, 2)
+    for shot in check.screenshots:
+        assert Path(shot).read_bytes().startswith(b"\x89PNG") and Path(shot).stat().st_size > 10_000
+    assert {Path(s).name for s in check.screenshots} == {
+        "report-overview.png",
+        "report-scenario-timeline.png",
+    }
+    links = links_by_history(report, load_results(results), base="../html/index.html")
+    uids = {case["uid"] for case in report_cases(report)}
+    assert len(links) == 3 and {link.rsplit("/", 1)[1] for link in links.values()} == uids
+
+
+def test_browser_check_fails_when_counts_disagree(results: Path, tmp_path: Path) -> None:
+    """A report that does not show what the results hold is a failed check, naming the difference."""
+    report = tmp_path / "html"
+    generate(results, report)
+    check = check_report(report, {"passed": 5, "failed": 1}, tmp_path / "shots")
+    assert not check.ok
+    assert "report shows 2 passed, the results hold 5" in check.problems
+    assert any("overview shows 3 test cases, expected 6" in p for p in check.problems)
+
+
+def test_history_and_trends_carry_over(results: Path, tmp_path: Path) -> None:
+    """Generating with the previous report's history gives a two-point trend."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    generate(results, first)
+    assert generate(results, second, previous=first) is True
+    trend = json.loads((second / "widgets" / "history-trend.json").read_text())
+    assert len(trend) == 2
+
+
+def _group_pids(pgid: int) -> list[int]:
+    """Live processes in a process group (read from /proc)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def test_browser_leaves_no_process_or_profile_behind() -> None:
+    """After close, no Chromium process of its group is alive and the fresh profile is gone."""
+    browser = Browser()
+    browser.start()
+    proc: Any = browser._proc
+    profile = browser._profile
+    try:
+        page = browser.new_page()
+        assert page.evaluate("1 + 1") == 2
+        assert _group_pids(proc.pid)
+    finally:
+        browser.close()
+    assert _group_pids(proc.pid) == []
+    assert profile is not None and not os.path.exists(profile)
+    browser.close()

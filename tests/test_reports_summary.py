@@ -1,0 +1,170 @@
+"""DR summary from allure result files: a row per claim and figure, judged against its target."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reports.summary import build_summary, judge, load_results, main, to_markdown, write_summary
+
+
+def write_result(
+    results: Path,
+    name: str,
+    status: str,
+    params: dict[str, str],
+    *,
+    story: str | None = None,
+    history_id: str | None = None,
+    stop: int = 2,
+    message: str = "",
+) -> str:
+    """Write one allure-pytest style result file (string parameters quoted as allure-pytest does)."""
+    labels: list[dict[str, Any]] = [{"name": "tag", "value": "SOC2:A1.3"}]
+    if story:
+        labels.append({"name": "story", "value": story})
+    result = {
+        "uuid": str(uuid.uuid4()),
+        "historyId": history_id or name,
+        "name": name,
+        "fullName": f"scn#{name}",
+        "status": status,
+        "statusDetails": {"message": message},
+        "start": 1,
+        "stop": stop,
+        "labels": labels,
+        "parameters": [{"name": k, "value": v} for k, v in params.items()],
+    }
+    (results / f"{result['uuid']}-result.json").write_text(json.dumps(result))
+    return str(result["historyId"])
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    """A results directory with a met figure, a missed one, a bare pass and a broken test."""
+    out = tmp_path / "allure-results"
+    out.mkdir()
+    write_result(
+        out,
+        "test_restore",
+        "passed",
+        {
+            "restore_time_target_s": "<= 1800",
+            "restore_time_measured_s": "42.5",
+            "rows_restored_target_keys": "'== 1313'",
+            "rows_restored_measured_keys": "'1313'",
+        },
+        story="Restore is verified and fast",
+    )
+    write_result(
+        out,
+        "test_mttd",
+        "failed",
+        {"mttd_target_s": "<= 60", "mttd_measured_s": "75"},
+        story="Outage detected in time",
+        message="DRTargetMissed: DR target missed: mttd = 75 s",
+    )
+    write_result(out, "test_cache", "passed", {"company": "'acme'"}, story="Reads served from cache")
+    write_result(out, "test_env", "broken", {}, message="EnvironmentUnavailable: no docker")
+    return out
+
+
+def test_rows_judge_each_figure_against_its_target(results: Path) -> None:
+    """Met, missed and figure-less tests each give the right verdict, target and unit."""
+    summary = build_summary(results, links={"test_restore": "../html/index.html#testresult/abc"})
+    rows = {(r["test"], r["measure"]): r for r in summary["rows"]}
+    restore = rows[("test_restore", "restore_time")]
+    assert (restore["target"], restore["measured"], restore["unit"], restore["met"], restore["verdict"]) == (
+        "<= 1800",
+        "42.5",
+        "s",
+        True,
+        "PASS",
+    )
+    assert restore["evidence"] == "../html/index.html#testresult/abc"
+    assert restore["claim"] == "Restore is verified and fast" and restore["controls"] == ["SOC2:A1.3"]
+    assert rows[("test_restore", "rows_restored")]["met"] is True
+    mttd = rows[("test_mttd", "mttd")]
+    assert (mttd["met"], mttd["verdict"]) == (False, "FAIL")
+    assert rows[("test_cache", "-")]["verdict"] == "PASS"
+    assert rows[("test_env", "-")]["verdict"] == "ERROR" and rows[("test_env", "-")]["evidence"].startswith(
+        "allure-results/"
+    )
+    assert summary["verdict"] == "DR TARGET MISSED"
+    assert summary["totals"] == {
+        "tests": 4,
+        "passed": 2,
+        "failed": 1,
+        "broken": 1,
+        "skipped": 0,
+        "figures": 3,
+        "figures_missed": 1,
+        "target_missed_messages": 1,
+    }
+
+
+def test_a_missed_figure_fails_the_summary_even_if_the_test_passed(tmp_path: Path) -> None:
+    """A figure recorded with check=False that missed is still a miss in the summary."""
+    write_result(tmp_path, "test_rpo", "passed", {"rpo_target_s": "<= 3600", "rpo_measured_s": "4000"})
+    summary = build_summary(tmp_path)
+    assert summary["verdict"] == "DR TARGET MISSED" and summary["rows"][0]["verdict"] == "FAIL"
+
+
+def test_verdicts_for_clean_and_broken_runs(tmp_path: Path) -> None:
+    """All met passes; a broken run without misses is an error; no results is its own verdict."""
+    assert build_summary(tmp_path)["verdict"] == "NO RESULTS"
+    write_result(tmp_path, "test_ok", "passed", {"x_target": "< 5", "x_measured": "1"})
+    assert build_summary(tmp_path)["verdict"] == "ALL DR TARGETS MET"
+    write_result(tmp_path, "test_err", "broken", {})
+    assert build_summary(tmp_path)["verdict"] == "SUITE OR ENVIRONMENT ERROR"
+
+
+def test_latest_result_per_history_id_wins(tmp_path: Path) -> None:
+    """A rerun of the same test replaces the earlier result."""
+    write_result(tmp_path, "test_a", "failed", {}, history_id="h1", stop=5)
+    write_result(tmp_path, "test_a", "passed", {}, history_id="h1", stop=9)
+    (only,) = load_results(tmp_path)
+    assert only["status"] == "passed"
+
+
+@pytest.mark.parametrize(
+    ("measured", "target", "met"),
+    [
+        ("12", "<= 600", True),
+        ("601", "<= 600", False),
+        ("199.9", "< 200", True),
+        ("200", "< 200", False),
+        ("1313", "== 1313", True),
+        ("5", "5", True),
+        ("nan", "<= 1", False),
+        ("oops", "<= 1", False),
+        ("3", "", None),
+    ],
+)
+def test_judge(measured: str, target: str, met: bool | None) -> None:
+    """Targets carry their comparison; a bare number means '<='; unreadable figures fail."""
+    assert judge(measured, target) is met
+
+
+def test_markdown_and_json_are_written(results: Path, tmp_path: Path) -> None:
+    """Both files hold the same rows; the Markdown is a table with a verdict line."""
+    summary = build_summary(results)
+    md, js = write_summary(summary, tmp_path / "out")
+    text = md.read_text()
+    assert "**Verdict: DR TARGET MISSED**" in text
+    assert "| Claim | Measure | Target | Measured | Result | Evidence |" in text
+    assert "| Outage detected in time | mttd | <= 60 s | 75 s | FAIL |" in text
+    assert json.loads(js.read_text())["rows"] == summary["rows"]
+    assert to_markdown(summary) == text
+
+
+def test_cli_exit_code_follows_the_verdict(
+    results: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """python -m reports.summary exits 1 unless every target was met."""
+    assert main([str(results), str(tmp_path / "o")]) == 1
+    assert "DR TARGET MISSED" in capsys.readouterr().out
