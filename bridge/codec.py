@@ -33,10 +33,31 @@ def replace(value: Any) -> Any:
 
 def revive(value: Any, *, path: str = "$") -> Any:
     """Return value with every Buffer object turned into bytes, at any depth (BufferJSON.reviver, 6.x)."""
+    try:
+        return _revive(value)
+    except CodecError:
+        # Walk again, building the path this time, so the error says where the bad Buffer is.
+        return _revive_at(value, path)
+
+
+def _revive(value: Any) -> Any:
+    """revive() without paths: the hot path of every read, so it builds no strings."""
     if isinstance(value, list):
-        return [revive(v, path=f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_revive(v) for v in value]
     if isinstance(value, dict):
-        out = {k: revive(v, path=f"{path}.{k}") for k, v in value.items()}
+        out = {k: _revive(v) for k, v in value.items()}
+        if out.get("type") == "Buffer" or out.get("buffer") is True:
+            return _buffer_bytes(out, "?")
+        return out
+    return value
+
+
+def _revive_at(value: Any, path: str) -> Any:
+    """revive() that tracks the JSON path of each node, for the error message."""
+    if isinstance(value, list):
+        return [_revive_at(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        out = {k: _revive_at(v, f"{path}.{k}") for k, v in value.items()}
         if out.get("type") == "Buffer" or out.get("buffer") is True:
             return _buffer_bytes(out, path)
         return out
@@ -52,7 +73,9 @@ def _buffer_bytes(obj: dict[str, Any], path: str) -> bytes:
         try:
             return base64.b64decode(data + "=" * (-len(data) % 4), validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise CodecError(f"malformed BufferJSON at {path}: data is not base64 ({exc})", where=path) from exc
+            raise CodecError(
+                f"malformed BufferJSON at {path}: data is not base64 ({exc})", where=path
+            ) from exc
     if isinstance(data, list) and all(isinstance(b, int) and 0 <= b <= 255 for b in data):
         return bytes(data)
     raise CodecError(f"malformed BufferJSON at {path}: data must be base64 text or a byte array", where=path)
@@ -73,11 +96,28 @@ def loads(text: str | bytes) -> Any:
 
 
 def encode_for_db(value: Any, *, what: str) -> str:
-    """Encode a value for a jsonb column, refusing values above MAX_VALUE_BYTES."""
-    text = dumps(value)
+    """Encode a value for a jsonb column; refuse what would be corrupt on read or too big (CodecError)."""
+    return encode_checked(value, what=what)[0]
+
+
+def encode_checked(value: Any, *, what: str) -> tuple[str, Any]:
+    """Return (jsonb text, its JSON tree with Buffer objects), or raise CodecError naming what."""
+    replaced = replace(value)
+    try:
+        # A Buffer-shaped object that does not decode would be stored, then fail every read.
+        revive(replaced)
+        text = json.dumps(replaced, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except CodecError as exc:
+        raise CodecError(f"{what}: {exc}", field="value", where=exc.where) from None
+    except ValueError as exc:  # NaN or infinity: not JSON
+        raise CodecError(f"{what}: {exc}", field="value") from None
     size = len(text.encode("utf-8"))
     if size > MAX_VALUE_BYTES:
-        raise CodecError(f"{what}: encoded value is {size} bytes, above the {MAX_VALUE_BYTES}-byte limit", field="value")
+        raise CodecError(
+            f"{what}: encoded value is {size} bytes, above the {MAX_VALUE_BYTES}-byte limit", field="value"
+        )
     if "\\u0000" in text:
-        raise CodecError(f"{what}: value contains a NUL character, which PostgreSQL jsonb cannot store", field="value")
-    return text
+        raise CodecError(
+            f"{what}: value contains a NUL character, which PostgreSQL jsonb cannot store", field="value"
+        )
+    return text, replaced

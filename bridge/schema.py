@@ -47,7 +47,7 @@ def migrate(conn: psycopg.Connection, *, app_role: str | None = None) -> list[in
         for version, ddl in MIGRATIONS:
             if version in done:
                 continue
-            conn.execute(ddl)  # type: ignore[arg-type]
+            conn.execute(ddl)
             conn.execute("INSERT INTO bridge_schema_migrations (version) VALUES (%s)", (version,))
             applied.append(version)
         if app_role:
