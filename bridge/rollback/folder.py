@@ -1,0 +1,227 @@
+"""One Baileys folder on disk: validate company ids, write a folder safely, read one back strictly."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bridge import codec, fsformat, ids
+from bridge.errors import CodecError, InvalidInputError, RollbackError
+from bridge.rollback.manifest import COMPANY_MANIFEST_SUFFIX, RUN_MANIFEST
+
+# NAME_MAX is 255 bytes; "<id>.manifest.json" must still fit.
+MAX_COMPANY_ID_BYTES = 240
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+TEMP_PREFIX = ".tmp-"
+OLD_PREFIX = ".old-"
+
+
+def validate_company_id(company_id: object) -> str:
+    """Return company_id if it is a valid id that is also safe as one folder name; else say why."""
+    ids.validate_company_id(company_id)  # type, empty, length, NUL and control characters
+    assert isinstance(company_id, str)
+    reason = None
+    if len(company_id.encode("utf-8", "surrogatepass")) > MAX_COMPANY_ID_BYTES:
+        reason = f"is longer than {MAX_COMPANY_ID_BYTES} bytes in UTF-8"
+    elif any(0xD800 <= ord(ch) <= 0xDFFF for ch in company_id):
+        reason = "contains a lone surrogate, which is not valid UTF-8"
+    elif "/" in company_id or "\\" in company_id:
+        reason = "contains a path separator"
+    elif company_id.startswith("."):
+        # Also rules out '.' and '..'; leading dots are reserved for the exporter's temp folders.
+        reason = "starts with '.'"
+    elif company_id.endswith(COMPANY_MANIFEST_SUFFIX) or company_id == RUN_MANIFEST:
+        reason = "is a name reserved for export manifests"
+    if reason:
+        raise InvalidInputError(
+            f"company id {ids.quote(company_id)} {reason}; it cannot name a folder",
+            field="company_id",
+            where=company_id,
+        )
+    return company_id
+
+
+def encode_file(value: Any) -> bytes:
+    """Return the bytes Baileys writes for value: compact BufferJSON, UTF-8, canonical base64 Buffers."""
+    # revive first so that array-form or {"buffer":true} Buffers are rewritten in the canonical base64 form.
+    return codec.dumps(codec.revive(value)).encode("utf-8")
+
+
+def sha256_hex(data: bytes) -> str:
+    """Return the hex SHA256 of data."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_new_file(path: Path, data: bytes) -> None:
+    """Create path (which must not exist) with mode 0600 and write data; no fsync, one sync comes last."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    finally:
+        os.close(fd)
+
+
+def write_folder(folder: Path, creds: bytes, key_files: Iterable[tuple[str, bytes]]) -> dict[str, str]:
+    """Write key files, then creds.json atomically (temp + rename), into an existing empty folder.
+
+    Returns the SHA256 of every file by name. Raises OSError as is; the caller owns cleanup.
+    """
+    hashes: dict[str, str] = {}
+    for name, data in key_files:
+        write_new_file(folder / name, data)
+        hashes[name] = sha256_hex(data)
+    tmp = folder / f"{fsformat.CREDS_FILE}.tmp"
+    write_new_file(tmp, creds)
+    os.rename(tmp, folder / fsformat.CREDS_FILE)
+    hashes[fsformat.CREDS_FILE] = sha256_hex(creds)
+    return hashes
+
+
+def hash_folder(folder: Path) -> dict[str, str]:
+    """Return the SHA256 of every regular file in folder by name (the re-read step of the export)."""
+    return {
+        entry.name: sha256_hex(Path(entry.path).read_bytes())
+        for entry in os.scandir(folder)
+        if entry.is_file()
+    }
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flush every dirty page of the filesystem holding path once (syncfs), instead of an fsync per file."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        syncfs = getattr(_libc, "syncfs", None)
+        if syncfs is None:
+            os.sync()
+        elif syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make renames inside directory path durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, obj: Any, *, durable: bool = True) -> bytes:
+    """Write obj as indented JSON to path via temp file and rename (fsynced if durable); return the bytes."""
+    data = (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    tmp = path.with_name(f"{TEMP_PREFIX}{path.name}")
+    tmp.unlink(missing_ok=True)
+    write_new_file(tmp, data)
+    if durable:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    os.rename(tmp, path)
+    if durable:
+        fsync_dir(path.parent)
+    return data
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory tree the exporter created; a missing path is fine."""
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """Return a one-line reason for an OSError, naming the path and the errno."""
+    name = errno.errorcode.get(exc.errno or 0, "E?")
+    where = f" at {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where} ({name})"
+
+
+@dataclass
+class FolderContents:
+    """A Baileys folder as read for import: values in stored (BufferJSON) form, plus what was skipped."""
+
+    creds: str  # jsonb text
+    keys: dict[tuple[str, str], str] = field(default_factory=dict)  # (type, id) -> jsonb text
+    ignored: list[str] = field(default_factory=list)  # "name: reason"
+
+
+def read_folder(folder: Path, *, company_id: str) -> FolderContents:
+    """Read and validate a whole Baileys folder; raise FolderInvalidError listing every problem."""
+    if not folder.is_dir():
+        raise RollbackError(f"company {company_id}: {folder} is not a directory")
+    problems: list[str] = []
+    creds: str | None = None
+    creds_path = folder / fsformat.CREDS_FILE
+    try:
+        parsed = codec.loads(creds_path.read_bytes())
+        if not isinstance(parsed, dict):
+            problems.append(f"{fsformat.CREDS_FILE}: is JSON {type(parsed).__name__}, not an object")
+        else:
+            creds = codec.encode_for_db(parsed, what=fsformat.CREDS_FILE)
+    except FileNotFoundError:
+        problems.append(f"{fsformat.CREDS_FILE}: missing; Baileys would start a new, unpaired login")
+    except OSError as exc:
+        problems.append(f"{fsformat.CREDS_FILE}: unreadable: {describe_os_error(exc)}")
+    except CodecError as exc:
+        problems.append(f"{fsformat.CREDS_FILE}: {exc}")
+
+    keys: dict[tuple[str, str], str] = {}
+    ignored: list[str] = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        name = entry.name
+        if name == fsformat.CREDS_FILE or not name.endswith(".json"):
+            continue
+        if not entry.is_file():
+            ignored.append(f"{name}: not a regular file")
+            continue
+        try:
+            key_type, key_id = fsformat.split_file_name(name)
+        except InvalidInputError as exc:
+            ignored.append(f"{name}: {exc}")  # Baileys 6.7.x never reads it either
+            continue
+        try:
+            value = codec.loads(Path(entry.path).read_bytes())
+            if value is None:
+                ignored.append(f"{name}: holds JSON null, which Baileys reads as absent")
+                continue
+            keys[(key_type, key_id)] = codec.encode_for_db(value, what=name)
+        except CodecError as exc:
+            problems.append(f"{name}: {exc}")
+        except OSError as exc:
+            problems.append(f"{name}: unreadable: {describe_os_error(exc)}")
+    if problems or creds is None:
+        raise FolderInvalidError(company_id, folder, problems)
+    return FolderContents(creds=creds, keys=keys, ignored=ignored)
+
+
+class FolderInvalidError(RollbackError):
+    """A folder that cannot be imported; `problems` lists every bad file, and nothing was written."""
+
+    def __init__(self, company_id: str, folder: Path, problems: list[str]) -> None:
+        shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+        super().__init__(
+            f"company {company_id}: refusing to import {folder}: {len(problems)} problem(s): {shown}"
+        )
+        self.company_id = company_id
+        self.folder = folder
+        self.problems = problems

@@ -1,0 +1,114 @@
+"""BufferJSON codec: bytes <-> {"type":"Buffer","data":<b64>}, other values unchanged, bad input refused."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridge import codec
+from bridge.errors import CodecError
+
+
+def test_nested_bytes_round_trip_and_strings_stay_strings():
+    value = {
+        "keyPair": {"private": b"\x01" * 32, "public": b"\xff" * 32},
+        "list": [b"", b"\x00\x01", {"deep": [b"x"]}],
+        "advSecretKey": "AAECAw==",  # base64 text that Baileys keeps as a string
+        "n": 3,
+        "ok": True,
+        "none": None,
+    }
+    stored = codec.replace(value)
+    assert stored["keyPair"]["private"] == {"type": "Buffer", "data": "AQEB" * 10 + "AQE="}
+    assert stored["list"][0] == {"type": "Buffer", "data": ""}
+    assert stored["advSecretKey"] == "AAECAw=="
+    assert codec.revive(stored) == value
+    assert isinstance(codec.revive(stored)["advSecretKey"], str)
+
+
+def test_dumps_is_compact_utf8_like_json_stringify():
+    text = codec.dumps({"type_first": b"\x01", "name": "Oráculo ✓"})
+    assert text == '{"type_first":{"type":"Buffer","data":"AQ=="},"name":"Oráculo ✓"}'
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ({"type": "Buffer", "data": [1, 2]}, b"\x01\x02"),  # Node's native Buffer JSON
+        ({"buffer": True, "value": "AQI="}, b"\x01\x02"),  # old reviver form
+        ({"type": "Buffer", "data": "AQI"}, b"\x01\x02"),  # unpadded base64
+        ({"type": "Buffer", "data": ""}, b""),
+    ],
+    ids=["byte-array", "buffer-true-value", "unpadded", "empty"],
+)
+def test_revive_reads_every_form_baileys_6_reads(stored, expected):
+    assert codec.revive({"outer": [stored]}) == {"outer": [expected]}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"type": "Buffer", "data": "not base64!"},
+        {"type": "Buffer", "data": [1, 256]},
+        {"type": "Buffer", "data": {"x": 1}},
+    ],
+    ids=["bad-alphabet", "byte-out-of-range", "object-data"],
+)
+def test_malformed_buffer_is_a_codec_error_naming_where(bad):
+    with pytest.raises(CodecError, match=r"\$\.a\[1\]") as info:
+        codec.revive({"a": [0, bad]})
+    assert info.value.where == "$.a[1]"
+
+
+def test_loads_refuses_invalid_json():
+    with pytest.raises(CodecError, match="invalid JSON"):
+        codec.loads('{"noiseKey": ')
+
+
+def test_loads_refuses_invalid_utf8():
+    with pytest.raises(CodecError, match="invalid JSON"):
+        codec.loads(b'{"a":"\xff"}')
+
+
+def test_replace_refuses_values_json_cannot_hold():
+    with pytest.raises(CodecError, match="set"):
+        codec.replace({"a": {1, 2}})
+    with pytest.raises(CodecError, match="not a string"):
+        codec.replace({1: "x"})
+
+
+def test_encode_for_db_refuses_nul_and_oversized_values():
+    with pytest.raises(CodecError, match="NUL"):
+        codec.encode_for_db({"a": "x\x00y"}, what="session 1.0")
+    with pytest.raises(CodecError, match="above the"):
+        codec.encode_for_db(b"\x00" * codec.MAX_VALUE_BYTES, what="session 1.0")
+
+
+def _plain_dict(children: st.SearchStrategy) -> st.SearchStrategy:
+    # A plain dict with a "type" or "buffer" key could itself look like a Buffer object; Baileys has the
+    # same ambiguity, and its values never contain one.
+    keys = st.text(max_size=8).filter(lambda k: k not in ("type", "buffer"))
+    return st.dictionaries(keys, children, max_size=4)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53), max_value=2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+    | st.binary(max_size=40),
+    lambda children: st.lists(children, max_size=4) | _plain_dict(children),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_revive_inverts_replace(value):
+    assert codec.revive(codec.replace(value)) == value
+
+
+@given(json_values)
+def test_loads_inverts_dumps(value):
+    assert codec.loads(codec.dumps(value)) == value
