@@ -1,4 +1,4 @@
-"""Data faults: a flipped byte in a heap page, a garbage key value, rows deleted or truncated behind the bridge.
+"""Data faults: a flipped heap byte, a garbage key value, rows deleted or truncated behind the bridge.
 
 Each fault records what it changed so that healing can put it back (the byte, the value), and
 returns a description naming the table, company and key it touched.
@@ -43,14 +43,18 @@ def relation_file(admin_dsn: str, data_dir: Path, table: str) -> Path:
     return data_dir / row[0]
 
 
-def flip_heap_byte(faults: FaultSession, pg: Any, admin_dsn: str, table: str, *, block: int = 0) -> HeapCorruption:
+def flip_heap_byte(
+    faults: FaultSession, pg: Any, admin_dsn: str, table: str, *, block: int = 0
+) -> HeapCorruption:
     """Stop the server, flip one byte in the tuple area of a heap page, restart; healing flips it back."""
     with psycopg.connect(admin_dsn) as conn:
         conn.execute("CHECKPOINT")  # the page must be on disk before we damage it
     path = relation_file(admin_dsn, pg.data_dir, table)
     size = path.stat().st_size
     if size < (block + 1) * PAGE_SIZE:
-        raise FaultInjectionError(f"table {table} has {size // PAGE_SIZE} pages; block {block} does not exist")
+        raise FaultInjectionError(
+            f"table {table} has {size // PAGE_SIZE} pages; block {block} does not exist"
+        )
     # Tuples fill a page from its end; a byte near the end is inside the newest tuple data.
     offset = block * PAGE_SIZE + PAGE_SIZE - 64
     pg.stop("fast")
@@ -81,13 +85,17 @@ def pg_checksums_report(pg: Any) -> subprocess.CompletedProcess[str]:
     """Run pg_checksums --check on the stopped cluster and restart it; returns the completed process."""
     pg.stop("fast")
     try:
-        result: subprocess.CompletedProcess[str] = pg.run_tool("pg_checksums", "--check", "-D", str(pg.data_dir))
+        result: subprocess.CompletedProcess[str] = pg.run_tool(
+            "pg_checksums", "--check", "-D", str(pg.data_dir)
+        )
         return result
     finally:
         pg.start()
 
 
-def garbage_key_value(faults: FaultSession, admin_dsn: str, company_id: str, key_type: str, key_id: str) -> _Undo:
+def garbage_key_value(
+    faults: FaultSession, admin_dsn: str, company_id: str, key_type: str, key_id: str
+) -> _Undo:
     """Overwrite one key's value with malformed BufferJSON; healing restores the original value."""
     with psycopg.connect(admin_dsn) as conn:
         row = conn.execute(
@@ -102,13 +110,17 @@ def garbage_key_value(faults: FaultSession, admin_dsn: str, company_id: str, key
 
     def heal() -> None:
         with psycopg.connect(admin_dsn) as conn:
-            conn.execute("UPDATE whatsapp_keys SET value=%s WHERE company_id=%s AND key_type=%s AND key_id=%s",
-                         (original, company_id, key_type, key_id))
+            conn.execute(
+                "UPDATE whatsapp_keys SET value=%s WHERE company_id=%s AND key_type=%s AND key_id=%s",
+                (original, company_id, key_type, key_id),
+            )
 
     return faults.push(heal, f"garbage value in whatsapp_keys {company_id}/{key_type}/{key_id}")
 
 
-def delete_rows(admin_dsn: str, company_id: str, *, fraction: float, key_type: str | None = None) -> list[tuple[str, str]]:
+def delete_rows(
+    admin_dsn: str, company_id: str, *, fraction: float, key_type: str | None = None
+) -> list[tuple[str, str]]:
     """Delete a fraction of a company's keys behind the bridge's back; return the (type, id) deleted."""
     if not 0 < fraction <= 1:
         raise FaultInjectionError(f"fraction must be within (0, 1], got {fraction}")
@@ -126,7 +138,9 @@ def delete_rows(admin_dsn: str, company_id: str, *, fraction: float, key_type: s
 def truncate_table(admin_dsn: str, table: str) -> int:
     """TRUNCATE a table behind the bridge's back; return how many rows it held."""
     if table not in ("whatsapp_auth", "whatsapp_keys"):
-        raise FaultInjectionError(f"refusing to truncate {table!r}; valid tables: whatsapp_auth, whatsapp_keys")
+        raise FaultInjectionError(
+            f"refusing to truncate {table!r}; valid tables: whatsapp_auth, whatsapp_keys"
+        )
     with psycopg.connect(admin_dsn) as conn:
         count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
         conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(table)))

@@ -22,7 +22,9 @@ class SteadyStateViolated(ChaosError):
 class RecoveryTimeout(ChaosError):
     """Something awaited did not happen within its deadline."""
 
-    def __init__(self, message: str, *, what: str, elapsed: float, timeout: float, last_error: str | None) -> None:
+    def __init__(
+        self, message: str, *, what: str, elapsed: float, timeout: float, last_error: str | None
+    ) -> None:
         super().__init__(message)
         self.what = what
         self.elapsed = elapsed

@@ -34,6 +34,14 @@ class OutageShape:
         return self._inject(faults, target)
 
 
+def _controlled(t: OutageTarget) -> process.ControlledPostgres:
+    """The target's server; inject() has already refused a target without one."""
+    if t.pg is None:
+        raise ValueError("this outage needs a server under process control")
+    pg: process.ControlledPostgres = t.pg
+    return pg
+
+
 def _blackhole(faults: FaultSession, t: OutageTarget) -> _Undo:
     """timeout=0 on both directions: connections open, then every byte is swallowed until healed."""
     up = faults.add_toxic(t.proxy, "timeout", stream="upstream", timeout=0)
@@ -54,13 +62,25 @@ def _reset_peer(faults: FaultSession, t: OutageTarget) -> _Undo:
 OUTAGES: dict[str, OutageShape] = {
     s.name: s
     for s in (
-        OutageShape("proxy_down", "Toxiproxy proxy disabled: connections refused", False,
-                    lambda f, t: f.disable_proxy(t.proxy)),
+        OutageShape(
+            "proxy_down",
+            "Toxiproxy proxy disabled: connections refused",
+            False,
+            lambda f, t: f.disable_proxy(t.proxy),
+        ),
         OutageShape("blackhole", "timeout=0 toxic: packets swallowed, connections hang", False, _blackhole),
         OutageShape("reset_peer", "reset_peer toxic: every connection reset", False, _reset_peer),
-        OutageShape("sigkill", "postmaster SIGKILLed; crash recovery on restart", True,
-                    lambda f, t: process.kill_postmaster(f, t.pg)),
-        OutageShape("sigstop", "every PostgreSQL process frozen with SIGSTOP", True,
-                    lambda f, t: process.freeze(f, t.pg)),
+        OutageShape(
+            "sigkill",
+            "postmaster SIGKILLed; crash recovery on restart",
+            True,
+            lambda f, t: process.kill_postmaster(f, _controlled(t)),
+        ),
+        OutageShape(
+            "sigstop",
+            "every PostgreSQL process frozen with SIGSTOP",
+            True,
+            lambda f, t: process.freeze(f, _controlled(t)),
+        ),
     )
 }

@@ -48,7 +48,13 @@ def freeze(faults: FaultSession, pg: ControlledPostgres) -> _Undo:
     pids = pg.signal_all(signal.SIGSTOP)
     if not pids:
         raise FaultInjectionError(f"cannot freeze {pg.name}: no running processes")
-    return faults.push(lambda: pg.signal_all(signal.SIGCONT), f"{pg.name} frozen (SIGSTOP of {len(pids)} processes)")
+
+    def thaw() -> None:
+        pg.signal_all(signal.SIGCONT)
+
+    return faults.push(
+        thaw, f"{pg.name} frozen (SIGSTOP of {len(pids)} processes)"
+    )
 
 
 def restart(pg: ControlledPostgres, mode: str = "fast") -> None:

@@ -10,18 +10,18 @@ class Profile:
     """Windows and sizes for one kind of run; scenarios assert relative to these, never to constants."""
 
     name: str
-    cache_ttl_s: float          # credential/key cache TTL (production: 300 s)
-    probe_interval_s: float     # health-probe interval
-    rto_budget_s: float         # emergency rollback budget (production: 600 s)
-    rpo_budget_s: float         # data-loss budget (production: 3600 s)
-    restore_budget_s: float     # restore-time budget (production: 1800 s)
-    archive_timeout_s: int      # PostgreSQL archive_timeout (production: <= 3600 s)
+    cache_ttl_s: float  # credential/key cache TTL (production: 300 s)
+    probe_interval_s: float  # health-probe interval
+    rto_budget_s: float  # emergency rollback budget (production: 600 s)
+    rpo_budget_s: float  # data-loss budget (production: 3600 s)
+    restore_budget_s: float  # restore-time budget (production: 1800 s)
+    archive_timeout_s: int  # PostgreSQL archive_timeout (production: <= 3600 s)
     statement_timeout_s: float  # bridge statement timeout
-    connect_timeout_s: float    # bridge connect timeout
-    companies: int              # companies in generated data sets
-    keys_per_company: int       # keys per company in generated data sets
-    hypothesis_examples: int    # examples for the fault-schedule state machine
-    workload_ops_per_s: float   # workload rate per company
+    connect_timeout_s: float  # bridge connect timeout
+    companies: int  # companies in generated data sets
+    keys_per_company: int  # keys per company in generated data sets
+    hypothesis_examples: int  # examples for the fault-schedule state machine
+    workload_ops_per_s: float  # workload rate per company
 
     def scaled(self, factor: float) -> Profile:
         """Return the profile with every time window multiplied by factor (sizes unchanged)."""
@@ -38,19 +38,49 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
-        name="ci", cache_ttl_s=3.0, probe_interval_s=0.25, rto_budget_s=60.0, rpo_budget_s=60.0,
-        restore_budget_s=120.0, archive_timeout_s=2, statement_timeout_s=2.0, connect_timeout_s=1.0,
-        companies=3, keys_per_company=200, hypothesis_examples=8, workload_ops_per_s=40.0,
+        name="ci",
+        cache_ttl_s=3.0,
+        probe_interval_s=0.25,
+        rto_budget_s=60.0,
+        rpo_budget_s=60.0,
+        restore_budget_s=120.0,
+        archive_timeout_s=2,
+        statement_timeout_s=2.0,
+        connect_timeout_s=1.0,
+        companies=3,
+        keys_per_company=200,
+        hypothesis_examples=8,
+        workload_ops_per_s=40.0,
     ),
     "nightly": Profile(
-        name="nightly", cache_ttl_s=10.0, probe_interval_s=0.5, rto_budget_s=600.0, rpo_budget_s=300.0,
-        restore_budget_s=1800.0, archive_timeout_s=10, statement_timeout_s=3.0, connect_timeout_s=2.0,
-        companies=20, keys_per_company=1313, hypothesis_examples=60, workload_ops_per_s=60.0,
+        name="nightly",
+        cache_ttl_s=10.0,
+        probe_interval_s=0.5,
+        rto_budget_s=600.0,
+        rpo_budget_s=300.0,
+        restore_budget_s=1800.0,
+        archive_timeout_s=10,
+        statement_timeout_s=3.0,
+        connect_timeout_s=2.0,
+        companies=20,
+        keys_per_company=1313,
+        hypothesis_examples=60,
+        workload_ops_per_s=60.0,
     ),
     "quarterly": Profile(
-        name="quarterly", cache_ttl_s=300.0, probe_interval_s=5.0, rto_budget_s=600.0, rpo_budget_s=3600.0,
-        restore_budget_s=1800.0, archive_timeout_s=3600, statement_timeout_s=5.0, connect_timeout_s=5.0,
-        companies=20, keys_per_company=1313, hypothesis_examples=200, workload_ops_per_s=20.0,
+        name="quarterly",
+        cache_ttl_s=300.0,
+        probe_interval_s=5.0,
+        rto_budget_s=600.0,
+        rpo_budget_s=3600.0,
+        restore_budget_s=1800.0,
+        archive_timeout_s=3600,
+        statement_timeout_s=5.0,
+        connect_timeout_s=5.0,
+        companies=20,
+        keys_per_company=1313,
+        hypothesis_examples=200,
+        workload_ops_per_s=20.0,
     ),
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,11 +54,17 @@ class Toxiproxy:
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace").strip()
             raise ToxiproxyAPIError(
-                f"toxiproxy {method} {path} -> HTTP {exc.code}: {detail}", status=exc.code, method=method, path=path
+                f"toxiproxy {method} {path} -> HTTP {exc.code}: {detail}",
+                status=exc.code,
+                method=method,
+                path=path,
             ) from None
         except (urllib.error.URLError, OSError) as exc:
             raise ToxiproxyAPIError(
-                f"toxiproxy at {self.api_url} unreachable for {method} {path}: {exc}", status=None, method=method, path=path
+                f"toxiproxy at {self.api_url} unreachable for {method} {path}: {exc}",
+                status=None,
+                method=method,
+                path=path,
             ) from None
         return json.loads(raw) if raw.strip() else None
 
@@ -79,7 +85,9 @@ class Toxiproxy:
         except ToxiproxyAPIError as exc:
             if exc.status != 404:
                 raise
-        info = self.request("POST", "/proxies", {"name": name, "listen": listen, "upstream": upstream, "enabled": True})
+        info = self.request(
+            "POST", "/proxies", {"name": name, "listen": listen, "upstream": upstream, "enabled": True}
+        )
         return Proxy.from_api(self, info)
 
     def get_proxy(self, name: str) -> Proxy:
@@ -117,8 +125,13 @@ class Proxy:
     def from_api(cls, client: Toxiproxy, info: dict[str, Any]) -> Proxy:
         """Build a Proxy from the API's JSON."""
         host, _, port = str(info["listen"]).rpartition(":")
-        return cls(client=client, name=info["name"], listen_host=host or "127.0.0.1", listen_port=int(port),
-                   upstream=info["upstream"])
+        return cls(
+            client=client,
+            name=info["name"],
+            listen_host=host or "127.0.0.1",
+            listen_port=int(port),
+            upstream=info["upstream"],
+        )
 
     @property
     def listen(self) -> str:
@@ -145,11 +158,31 @@ class Proxy:
         self._set_enabled(True)
 
     def add_toxic(
-        self, type: str, *, stream: str = "downstream", toxicity: float = 1.0, name: str | None = None, **attributes: int
+        self,
+        type: str,
+        *,
+        stream: str = "downstream",
+        toxicity: float = 1.0,
+        name: str | None = None,
+        **attributes: int,
     ) -> str:
         """Add a toxic and return its name; attributes are checked against the toxic's known set."""
+        return self.create_toxic(type, attributes, stream=stream, toxicity=toxicity, name=name)
+
+    def create_toxic(
+        self,
+        type: str,
+        attributes: Mapping[str, int],
+        *,
+        stream: str = "downstream",
+        toxicity: float = 1.0,
+        name: str | None = None,
+    ) -> str:
+        """add_toxic with the attributes as a mapping (so no attribute can shadow a parameter)."""
         if type not in TOXIC_ATTRIBUTES:
-            raise FaultInjectionError(f"unknown toxic type {type!r}; valid types: {', '.join(TOXIC_ATTRIBUTES)}")
+            raise FaultInjectionError(
+                f"unknown toxic type {type!r}; valid types: {', '.join(TOXIC_ATTRIBUTES)}"
+            )
         if stream not in STREAMS:
             raise FaultInjectionError(f"unknown stream {stream!r}; valid streams: upstream, downstream")
         unknown = set(attributes) - TOXIC_ATTRIBUTES[type]
@@ -163,7 +196,13 @@ class Proxy:
         self.client.request(
             "POST",
             f"/proxies/{self.name}/toxics",
-            {"name": toxic_name, "type": type, "stream": stream, "toxicity": toxicity, "attributes": attributes},
+            {
+                "name": toxic_name,
+                "type": type,
+                "stream": stream,
+                "toxicity": toxicity,
+                "attributes": dict(attributes),
+            },
         )
         return toxic_name
 
@@ -232,8 +271,10 @@ class FaultSession:
         self, proxy: Proxy, type: str, *, stream: str = "downstream", toxicity: float = 1.0, **attributes: int
     ) -> _Undo:
         """Add a toxic that stays until heal(); return its undo entry."""
-        name = proxy.add_toxic(type, stream=stream, toxicity=toxicity, **attributes)
-        return self.push(lambda: proxy.remove_toxic(name), f"toxic {type}/{stream} {attributes} on {proxy.name}")
+        name = proxy.create_toxic(type, attributes, stream=stream, toxicity=toxicity)
+        return self.push(
+            lambda: proxy.remove_toxic(name), f"toxic {type}/{stream} {attributes} on {proxy.name}"
+        )
 
     @contextmanager
     def proxy_down(self, proxy: Proxy) -> Iterator[None]:

@@ -46,5 +46,7 @@ def wait_until(
                 parts.append("log tail:\n" + log_tail())
             if hint:
                 parts.append(f"hint: {hint}")
-            raise RecoveryTimeout("\n".join(parts), what=what, elapsed=elapsed, timeout=timeout, last_error=last_error)
+            raise RecoveryTimeout(
+                "\n".join(parts), what=what, elapsed=elapsed, timeout=timeout, last_error=last_error
+            )
         time.sleep(interval)

@@ -76,8 +76,9 @@ def test_disabled_proxy_fails_new_connections_fast_and_enable_restores(
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_faults_heal_twice_safely_and_session_reset_clears_forgotten_toxics(auth_db: AuthDatabase,
-                                                                           dr_env: Environment) -> None:
+def test_faults_heal_twice_safely_and_session_reset_clears_forgotten_toxics(
+    auth_db: AuthDatabase, dr_env: Environment
+) -> None:
     session = FaultSession(toxiproxy=dr_env.toxiproxy)
     entry = session.add_toxic(auth_db.proxy, "latency", latency=50)
     session.disable_proxy(auth_db.proxy)
@@ -92,16 +93,19 @@ def test_faults_heal_twice_safely_and_session_reset_clears_forgotten_toxics(auth
 
 
 def test_multipart_upload_keeps_sha256_and_regions_are_independent(
-    s3_buckets: dict[str, tuple[object, str]]
+    s3_buckets: dict[str, tuple[object, str]],
 ) -> None:
     (ep_a, bucket_a), (ep_b, _bucket_b) = s3_buckets["region-a"], s3_buckets["region-b"]
     payload = os.urandom(12 * 1024 * 1024)
     from boto3.s3.transfer import TransferConfig
 
     client_a = ep_a.client()  # type: ignore[attr-defined]
-    client_a.upload_fileobj(io.BytesIO(payload), bucket_a, "blob",
-                            Config=TransferConfig(multipart_threshold=5 * 1024 * 1024,
-                                                  multipart_chunksize=5 * 1024 * 1024))
+    client_a.upload_fileobj(
+        io.BytesIO(payload),
+        bucket_a,
+        "blob",
+        Config=TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024),
+    )
     head = client_a.head_object(Bucket=bucket_a, Key="blob")
     assert head["ETag"].strip('"').endswith("-3")  # three parts: it really was multipart
     body = client_a.get_object(Bucket=bucket_a, Key="blob")["Body"].read()
@@ -124,7 +128,9 @@ def test_sigkilled_postmaster_restarts_with_committed_data_intact(pg_cluster) ->
         psycopg.connect(pg_cluster.auth_db.admin_dsn)
     pg_cluster.start()
     with psycopg.connect(pg_cluster.auth_db.admin_dsn) as conn:
-        assert conn.execute("SELECT creds->>'n' FROM whatsapp_auth WHERE company_id='acme'").fetchone() == ("1",)
+        assert conn.execute("SELECT creds->>'n' FROM whatsapp_auth WHERE company_id='acme'").fetchone() == (
+            "1",
+        )
     assert pg_cluster.postmaster_pid() != old_pid
 
 
@@ -164,5 +170,5 @@ def test_missing_binary_gives_one_clear_error(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(native, "TOOLS_BIN", native.ROOT / "does-not-exist")
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(EnvironmentUnavailable, match="toxiproxy-server not found.*make setup"):
+    with pytest.raises(EnvironmentUnavailable, match=r"toxiproxy-server not found.*make setup"):
         native.find_tool("toxiproxy-server")
