@@ -152,9 +152,10 @@ def make_pool(
         min_size=min_size,
         max_size=max_size,
         timeout=acquire_timeout_s if acquire_timeout_s is not None else connect_timeout_s,
-        # A connection lost in an outage is re-made with growing back-off; give up soon, so that after the
-        # outage fresh attempts, not a back-off sleeping for minutes, refill the pool.
-        reconnect_timeout=max(4.0, 2 * connect_timeout_s),
+        # No reconnect back-off: psycopg_pool's sleeps 1 s, then 2 s, ... between attempts, and the first
+        # request after an outage (the recovery's cache refresh) would wait for it, not for the database.
+        # With 0 the pool gives up after two immediate attempts and the next request makes a fresh one.
+        reconnect_timeout=0,
         name=name,
         open=False,
     )

@@ -53,6 +53,9 @@ T = TypeVar("T")
 
 # Ids per query when the cache is refreshed after an outage.
 REFRESH_BATCH = 500
+# SQLSTATEs of pages PostgreSQL cannot read (data_corrupted, index_corrupted): the cache refresh drops the
+# entries such a read covers instead of failing, as it does for rows the codec refuses.
+DATA_CORRUPTED = ("XX001", "XX002")
 
 
 class BridgeState(StrEnum):
@@ -334,7 +337,15 @@ class ResilientStore:
         keys = corrupted = 0
         for company in sorted(companies):
             stamp = self.cache.ticket()
-            stored = self.store.get_stored_creds(company)
+            try:
+                stored = self.store.get_stored_creds(company)
+            except StoreError as exc:
+                if exc.sqlstate not in DATA_CORRUPTED:
+                    raise
+                # A damaged page is dropped like a corrupted row: one bad page must not keep us read-only.
+                self.cache.invalidate(_creds_key(company))
+                corrupted += 1
+                continue
             try:
                 if stored is not None:
                     decode_creds(stored, company_id=company)
@@ -348,7 +359,15 @@ class ResilientStore:
             for i in range(0, len(ids), REFRESH_BATCH):
                 chunk = ids[i : i + REFRESH_BATCH]
                 stamp = self.cache.ticket()
-                found = self.store.get_stored_keys(company, key_type, chunk)
+                try:
+                    found = self.store.get_stored_keys(company, key_type, chunk)
+                except StoreError as exc:
+                    if exc.sqlstate not in DATA_CORRUPTED:
+                        raise
+                    for key_id in chunk:
+                        self.cache.invalidate(_key_key(company, key_type, key_id))
+                    corrupted += len(chunk)
+                    continue
                 for key_id, stored in found.items():
                     try:
                         if stored is not None:

@@ -157,7 +157,8 @@ class PgAuthStore:
         except PoolTimeout as exc:
             # Say whether the pool was exhausted (slow queries) or empty (database unreachable).
             stats = self.pool_stats()
-            what = f"{what} (pool: {stats.in_use}/{stats.max_size} connections in use, {stats.waiting} waiting)"
+            in_use = f"{stats.in_use}/{stats.max_size} connections in use"
+            what = f"{what} (pool: {in_use}, {stats.waiting} waiting)"
             raise translate(exc, self.info, self._params, what=what, in_flight_write=False) from exc
         try:
             if self.monitor is not None:

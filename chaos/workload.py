@@ -91,7 +91,7 @@ class BaileysWorkload:
         self.companies = list(companies)
         self.interval_s = 1.0 / (rate_per_company * len(self.companies))
         self.rng = random.Random(seed)
-        self.history = history or History()
+        self.history = history if history is not None else History()
         self.max_ops = max_ops
         self.mix = dict(mix or DEFAULT_MIX)
         self._sessions: dict[str, _Session] = {}

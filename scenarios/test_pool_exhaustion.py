@@ -1,0 +1,26 @@
+"""Claim 2.x: when slow queries hold every pooled connection, the pool-utilisation alert fires above 80 % of
+the 21 connections, and extra requests fail within the pool timeout with a clear error instead of hanging."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reports.claims import dr_claim
+from scenarios.pool_support import run_pool_exhaustion
+
+
+@dr_claim(
+    epic="2 Database health monitoring",
+    feature="2.2 Pool-utilisation alert > 80 % of 21",
+    story="Pool exhausted by slow queries: alert, fail fast, recover",
+    severity="critical",
+    controls=["SOC2:CC7.2", "ISO27001:A.8.16"],
+    runbook="docs/EMERGENCY_RECOVERY_RUNBOOK.md#detect",
+)
+def test_pool_alert_fires_and_extra_requests_fail_fast_when_slow_queries_hold_every_connection(
+    dr: Any, auth_db: Any, faults: Any, profile: Any
+) -> None:
+    """21 slow reads hold the pool; the alert fires; 4 more fail at the pool timeout; healing frees it all."""
+    dr.on_failure_attach("server log", lambda: auth_db.server.log_tail(60))
+    dr.on_failure_attach("toxiproxy", lambda: auth_db.proxy.client.proxies())
+    run_pool_exhaustion(dr, auth_db, faults, profile)
