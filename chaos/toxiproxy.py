@@ -13,6 +13,7 @@ from typing import Any
 from chaos.errors import FaultInjectionError
 
 STREAMS = ("upstream", "downstream")
+REMOVE_TOXIC_TIMEOUT_S = 60.0
 
 # Attributes each toxic takes (Toxiproxy v2.12 README); unknown attributes are refused before the call.
 TOXIC_ATTRIBUTES: dict[str, set[str]] = {
@@ -43,13 +44,15 @@ class Toxiproxy:
         self.api_url = api_url.rstrip("/")
         self.timeout_s = timeout_s
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, timeout_s: float | None = None
+    ) -> Any:
         """Send one API call and return the decoded JSON (None for an empty body)."""
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.api_url + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+            with urllib.request.urlopen(req, timeout=timeout_s or self.timeout_s) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace").strip()
@@ -108,7 +111,7 @@ class Toxiproxy:
 
     def reset(self) -> None:
         """Enable every proxy and remove every toxic."""
-        self.request("POST", "/reset")
+        self.request("POST", "/reset", timeout_s=REMOVE_TOXIC_TIMEOUT_S)  # removes toxics too
 
 
 @dataclass
@@ -209,7 +212,11 @@ class Proxy:
     def remove_toxic(self, name: str) -> None:
         """Remove a toxic; a missing one (already healed) is fine."""
         try:
-            self.client.request("DELETE", f"/proxies/{self.name}/toxics/{name}")
+            # Toxiproxy answers only once every link has let go of the toxic, and a latency toxic
+            # holds a chunk for up to its full latency first: wait for that, not the default timeout.
+            self.client.request(
+                "DELETE", f"/proxies/{self.name}/toxics/{name}", timeout_s=REMOVE_TOXIC_TIMEOUT_S
+            )
         except ToxiproxyAPIError as exc:
             if exc.status != 404:
                 raise

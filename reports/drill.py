@@ -58,7 +58,9 @@ class DrillOutcome:
         """1 when a DR target was missed; 2 when the run itself was not trustworthy; else 0."""
         if self.verdict == "DR TARGET MISSED":
             return EXIT_TARGET_MISSED
-        return EXIT_RUN_PROBLEM if self.problems else EXIT_OK
+        if self.problems or self.verdict != "ALL DR TARGETS MET":
+            return EXIT_RUN_PROBLEM
+        return EXIT_OK
 
 
 def say(message: str) -> None:
