@@ -277,9 +277,9 @@ class ResilientStore:
         with self._lock:
             if self._state is not BridgeState.HEALTHY:
                 return
-            self._since = self.clock.monotonic()
             self._reason = reason
             self._state = BridgeState.DEGRADED
+            self._since = self.clock.monotonic()  # read after the switch: any call begun later is refused
             event = self.events.emit(DEGRADED, self._since, reason=reason, ttl_s=self.cache.ttl_s)
             self._since_wall = event.at_wall
             if self.monitor is not None:
@@ -290,9 +290,9 @@ class ResilientStore:
         with self._lock:
             if self._state is not BridgeState.DEGRADED or self._since is None:
                 return
-            now = self.clock.monotonic()
             creds = [(k[1], e) for k, e in self.cache.items() if k[0] == "creds"]
             expired = sorted(c for c, e in creds if self._is_expired(e))
+            now = self.clock.monotonic()  # read after judging: the event never predates the expiry it reports
             outage_s = now - self._since
             if expired or (not creds and outage_s > self.cache.ttl_s):
                 oldest = max((self.cache.age(e) for _, e in creds), default=outage_s)
