@@ -21,7 +21,8 @@ from bridge.errors import (
 )
 from bridge.events import DEGRADED, RECOVERED
 from bridge.resilient import ResilientStore
-from bridge.store import PgAuthStore, decode_creds, decode_key
+from bridge.store import PgAuthStore
+from chaos import checkers
 from chaos.history import CREDS, FAIL, INDETERMINATE, OK, History, classify, digest
 from chaos.toxiproxy import FaultSession
 from chaos.waiting import wait_until
@@ -40,19 +41,8 @@ def store(auth_db: Any) -> Iterator[PgAuthStore]:
 
 
 def database_digests(admin_dsn: str, company: str) -> dict[tuple[str, str], str | None]:
-    """Digest of every value the database holds for company, creds included, as the store decodes them."""
-    with psycopg.connect(admin_dsn) as conn:
-        out: dict[tuple[str, str], str | None] = {}
-        for key_type, key_id, raw in conn.execute(
-            "SELECT key_type, key_id, value FROM whatsapp_keys WHERE company_id = %s", (company,)
-        ):
-            out[(key_type, key_id)] = digest(
-                decode_key(raw, company_id=company, key_type=key_type, key_id=key_id)
-            )
-        row = conn.execute("SELECT creds FROM whatsapp_auth WHERE company_id = %s", (company,)).fetchone()
-        if row is not None:
-            out[(CREDS, "")] = digest(decode_creds(row[0], company_id=company))
-    return out
+    """Digest of every value the database holds for company, creds included (the checkers' reader)."""
+    return checkers.database_digests(admin_dsn)(company)
 
 
 def assert_database_matches_history(history: History, admin_dsn: str, company: str) -> None:
