@@ -25,8 +25,9 @@ class CodecError(InvalidInputError):
 class DatabaseUnavailableError(BridgeError):
     """The database did not answer; the message names host and port, never the password."""
 
-    def __init__(self, message: str, *, host: str | None = None, port: int | None = None,
-                 dbname: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, host: str | None = None, port: int | None = None, dbname: str | None = None
+    ) -> None:
         super().__init__(message)
         self.host = host
         self.port = port
@@ -71,7 +72,9 @@ class CacheMissError(CacheExpiredError):
 class CorruptedKeyError(BridgeError):
     """A stored row that cannot be decoded; names the table, company and key."""
 
-    def __init__(self, message: str, *, table: str, company_id: str, key_type: str | None, key_id: str | None) -> None:
+    def __init__(
+        self, message: str, *, table: str, company_id: str, key_type: str | None, key_id: str | None
+    ) -> None:
         super().__init__(message)
         self.table = table
         self.company_id = company_id

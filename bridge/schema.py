@@ -57,5 +57,7 @@ def migrate(conn: psycopg.Connection, *, app_role: str | None = None) -> list[in
                         sql.Identifier(table), sql.Identifier(app_role)
                     )
                 )
-            conn.execute(sql.SQL("GRANT SELECT ON bridge_schema_migrations TO {}").format(sql.Identifier(app_role)))
+            conn.execute(
+                sql.SQL("GRANT SELECT ON bridge_schema_migrations TO {}").format(sql.Identifier(app_role))
+            )
     return applied
