@@ -53,6 +53,16 @@ def validate_company_id(company_id: object) -> str:
 
 def encode_file(value: Any) -> bytes:
     """Return the bytes Baileys writes for value: compact BufferJSON, UTF-8, canonical base64 Buffers."""
+    # Fast path, same bytes: a stored tree without any Buffer object (sessions, the bulk of an export)
+    # needs no revive/replace walk, only the C encoder. A Buffer object always puts "Buffer" or "buffer"
+    # in the text outside any string (inside one its quotes would be escaped), so a miss here is exact.
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except TypeError:  # memory form (bytes, from the cache export): the full path below
+        pass
+    else:
+        if '"Buffer"' not in text and '"buffer"' not in text:
+            return text.encode("utf-8")
     # revive first so that array-form or {"buffer":true} Buffers are rewritten in the canonical base64 form.
     return codec.dumps(codec.revive(value)).encode("utf-8")
 
@@ -62,7 +72,7 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_new_file(path: Path, data: bytes) -> None:
+def write_new_file(path: str | Path, data: bytes) -> None:
     """Create path (which must not exist) with mode 0600 and write data; no fsync, one sync comes last."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
     try:
@@ -80,8 +90,9 @@ def write_folder(folder: Path, creds: bytes, key_files: Iterable[tuple[str, byte
     Returns the SHA256 of every file by name. Raises OSError as is; the caller owns cleanup.
     """
     hashes: dict[str, str] = {}
+    base = os.fspath(folder)  # plain strings: a Path per file costs more than its write (profiled)
     for name, data in key_files:
-        write_new_file(folder / name, data)
+        write_new_file(os.path.join(base, name), data)
         hashes[name] = sha256_hex(data)
     tmp = folder / f"{fsformat.CREDS_FILE}.tmp"
     write_new_file(tmp, creds)
@@ -92,11 +103,13 @@ def write_folder(folder: Path, creds: bytes, key_files: Iterable[tuple[str, byte
 
 def hash_folder(folder: Path) -> dict[str, str]:
     """Return the SHA256 of every regular file in folder by name (the re-read step of the export)."""
-    return {
-        entry.name: sha256_hex(Path(entry.path).read_bytes())
-        for entry in os.scandir(folder)
-        if entry.is_file()
-    }
+    return {entry.name: sha256_hex(_read(entry.path)) for entry in os.scandir(folder) if entry.is_file()}
+
+
+def _read(path: str) -> bytes:
+    """Return a whole file's bytes (unbuffered: one open, one read, no Path object)."""
+    with open(path, "rb", buffering=0) as fh:
+        return fh.read()
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)

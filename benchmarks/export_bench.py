@@ -1,0 +1,172 @@
+"""Row 1: rollback export throughput against a raw filesystem writer and against Baileys' own keys.set.
+
+All three write the same companies into a fresh directory each time (a tree just deleted on these
+machines makes file creation 10-17x slower, see TARGETS.md), and they take turns within a repetition
+so that a slow minute of the shared machine hits all of them alike.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.data import CompanySet, Dataset, read_folder_files
+from bridge.rollback import export_database
+from bridge.rollback.baileys_check import PROJECT_ROOT, node_command
+from bridge.rollback.folder import sync_filesystem
+
+BAILEYS_SCRIPT = Path(__file__).resolve().parent / "baileys_keys_set.js"
+FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+NODE_TIMEOUT_S = 900.0
+
+
+def raw_write(root: Path, companies: Sequence[tuple[str, Sequence[tuple[str, bytes]]]]) -> tuple[int, int]:
+    """The floor: create the same folders and files, 0600, one syncfs at the end, nothing else."""
+    os.mkdir(root, 0o700)
+    files = size = 0
+    for company_id, company_files in companies:
+        folder = os.path.join(root, company_id)
+        os.mkdir(folder, 0o700)
+        for name, data in company_files:
+            fd = os.open(os.path.join(folder, name), FILE_FLAGS, 0o600)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+            files += 1
+            size += len(data)
+    sync_filesystem(root)
+    return files, size
+
+
+@dataclass
+class ExportSample:
+    """One timed write of one company set by one writer."""
+
+    writer: str  # ours | raw | baileys
+    label: str  # the company set, e.g. "20x1313"
+    companies: int
+    keys: int
+    seconds: float
+    files: int
+    bytes: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def keys_per_s(self) -> float:
+        """Keys written per second."""
+        return self.keys / self.seconds
+
+
+class ExportBench:
+    """Times our export, the raw writer and Baileys on one database and the same company sets.
+
+    The raw writer writes the very bytes our export wrote for each company (read back from our first
+    export of the set, which therefore runs first); Node gets each company in its stored form. Copies
+    share their source's files and input.
+    """
+
+    def __init__(self, dsn: str, datasets: Sequence[Dataset], scratch: Path) -> None:
+        self.dsn = dsn
+        self.datasets = list(datasets)
+        self.scratch = scratch
+        self._counter = itertools.count()
+        self.files: dict[str, list[tuple[str, bytes]]] = {}
+        self.inputs: dict[str, Path] = {}
+        self.samples: list[ExportSample] = []
+
+    def fresh(self, label: str) -> Path:
+        """A path that has never existed in this run."""
+        return self.scratch / f"{label}-{next(self._counter)}"
+
+    def write_inputs(self) -> None:
+        """Write every generated company's stored form for Node (80 small files, not a measured tree)."""
+        inputs = self.fresh("baileys-input")
+        for dataset in self.datasets:
+            self.inputs.update(dataset.write_stored_inputs(self.dsn, inputs))
+
+    def ours(self, companies: CompanySet) -> ExportSample:
+        """Our export of a company set, end to end: snapshot read, encode, write, syncfs, re-read verify."""
+        out = self.fresh(f"ours-{companies.label}")
+        t0 = time.perf_counter()
+        run = export_database(self.dsn, out, companies=companies.ids)
+        seconds = time.perf_counter() - t0
+        for source in set(companies.sources.values()) - set(self.files):
+            self.files[source] = read_folder_files(out / source)
+        keys = sum(sum(c.counts.values()) for c in run.companies.values())
+        files = sum(len(c.files) for c in run.companies.values())
+        size = sum(c.bytes_written for c in run.companies.values())
+        phases = {
+            phase: sum(c.timings_s.get(phase, 0.0) for c in run.companies.values())
+            for phase in ("read_s", "encode_s", "write_s")
+        }
+        extra = {"timings_s": {**run.timings_s, **phases}}
+        n = len(companies.ids)
+        return self._keep(ExportSample("ours", companies.label, n, keys, seconds, files, size, extra))
+
+    def raw(self, companies: CompanySet) -> ExportSample:
+        """The raw writer on the same files as our export of the company set (which must have run)."""
+        folders = [(cid, self.files[companies.sources[cid]]) for cid in companies.ids]
+        keys = sum(len(files) - 1 for _, files in folders)
+        out = self.fresh(f"raw-{companies.label}")
+        t0 = time.perf_counter()
+        files, size = raw_write(out, folders)
+        seconds = time.perf_counter() - t0
+        return self._keep(ExportSample("raw", companies.label, len(folders), keys, seconds, files, size))
+
+    def baileys(self, companies: CompanySet) -> ExportSample:
+        """Baileys' keys.set + saveCreds on the same keys (timed inside Node, without process start)."""
+        out = self.fresh(f"baileys-{companies.label}")
+        plan = {
+            "root": str(out),
+            "sync": True,
+            "companies": [
+                {"id": cid, "input": str(self.inputs[companies.sources[cid]])} for cid in companies.ids
+            ],
+        }
+        plan_path = self.fresh("baileys-plan").with_suffix(".json")
+        plan_path.write_text(json.dumps(plan))
+        proc = subprocess.run(
+            [*node_command(), str(BAILEYS_SCRIPT), str(plan_path)],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=NODE_TIMEOUT_S,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"baileys_keys_set.js failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+        result = json.loads(proc.stdout)
+        size = sum(e.stat().st_size for cid in companies.ids for e in os.scandir(out / cid))
+        extra = {"set_s": result["set_s"], "creds_s": result["creds_s"], "sync_s": result["sync_s"]}
+        seconds = result["set_s"] + result["creds_s"]
+        n = len(companies.ids)
+        return self._keep(
+            ExportSample("baileys", companies.label, n, result["keys"], seconds, result["files"], size, extra)
+        )
+
+    def _keep(self, sample: ExportSample) -> ExportSample:
+        self.samples.append(sample)
+        return sample
+
+    def round(self, companies: CompanySet, writers: Sequence[str], rep: int) -> list[ExportSample]:
+        """One repetition of every writer on a company set, in an order rotated by rep."""
+        shift = rep % len(writers)
+        order = [*writers[shift:], *writers[:shift]]
+        return [getattr(self, w)(companies) for w in order]
+
+    def repeat(self, companies: CompanySet, writers: Sequence[str], reps: int) -> None:
+        """Run rounds until each writer has `reps` samples of the company set (earlier rounds count)."""
+        for rep in range(min(len(self.of(w, companies.label)) for w in writers), reps):
+            self.round(companies, writers, rep)
+
+    def of(self, writer: str, label: str) -> list[ExportSample]:
+        """Every sample so far of one writer on one company set."""
+        return [s for s in self.samples if s.writer == writer and s.label == label]

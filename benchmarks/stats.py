@@ -1,0 +1,61 @@
+"""Small statistics for benchmark samples: medians, percentiles, latency summaries and log-log slopes."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def median(values: Sequence[float]) -> float:
+    """Median of at least one value."""
+    if not values:
+        raise ValueError("median of no samples")
+    return float(statistics.median(values))
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), linear between closest ranks (numpy's default method)."""
+    if not values:
+        raise ValueError("percentile of no samples")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
+    """n, mean, P50, P95, P99, min and max of latency samples, in milliseconds."""
+    ms = [s * 1000.0 for s in seconds]
+    return {
+        "n": len(ms),
+        "mean_ms": statistics.fmean(ms),
+        "p50_ms": percentile(ms, 50),
+        "p95_ms": percentile(ms, 95),
+        "p99_ms": percentile(ms, 99),
+        "min_ms": min(ms),
+        "max_ms": max(ms),
+    }
+
+
+def loglog_slope(sizes: Sequence[float], costs: Sequence[float]) -> float:
+    """Least-squares slope of ln(cost) against ln(size): 1.0 means cost grows linearly with size."""
+    if len(sizes) != len(costs) or len(sizes) < 2:
+        raise ValueError("a slope needs at least two (size, cost) points")
+    xs = [math.log(s) for s in sizes]
+    ys = [math.log(c) for c in costs]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        raise ValueError("a slope needs at least two different sizes")
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """Run fn once; return (seconds, its result)."""
+    t0 = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t0, result
