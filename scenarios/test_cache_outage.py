@@ -174,6 +174,7 @@ class _Scenario:
         self.patience = self.bridge.store.op_timeout_s + 2 * self.bound
         self.undo: list[Any] = []
         self.t_fault = self.t_heal = self.t_healed = 0.0
+        self.heal_lead = 0.0  # how long before the planned end the heal starts (see rehearse)
         self.seen = 0  # events before the current phase
         dr.on_failure_attach("bridge events", lambda: [e.to_dict() for e in self.bridge.events.events()])
         dr.on_failure_attach("history.jsonl", lambda: history_jsonl(self.history))
@@ -198,9 +199,25 @@ class _Scenario:
         """The first event of kind since the phase began, waiting until the clock reaches until."""
         return _next_event(self.bridge.events, kind, until=until, after=self.seen)
 
+    def rehearse(self) -> None:
+        """For the short outage, inject and heal once before the bridge starts, timing the heal (the
+        figure heal_rehearsal).
+
+        The database answers again only when the heal returns, and healing a crash means a restart with
+        crash recovery (0.1-0.3 s here, about 1 s on a saturated runner). So the outage is held that much
+        less, and the database answers again at the planned end instead of a restart later."""
+        if not self.short:
+            return  # a longer outage only strengthens the claim past the TTL
+        entry = self.case.shape.inject(self.case.faults, self.case.target)
+        start = self.dr.clock()
+        self.case.faults.heal_entry(entry)
+        self.heal_lead = min(self.dr.clock() - start, self.outage_s)
+        self.measure("heal_rehearsal", self.heal_lead, unit="s")
+
     def steady_state(self) -> None:
         """Bridge healthy, workload seeded and running, every operation ok."""
         with self.dr.phase("steady_state", "bridge healthy, workload running, every operation ok"):
+            self.rehearse()
             self.bridge.start()
             self.workload.seed(self.keys_per_company)
             self.workload.start()
@@ -234,7 +251,7 @@ class _Scenario:
 
     def observe(self) -> None:
         """During the outage: sessions reopen from the cache, writes are refused; past the TTL, escalation."""
-        end = self.t_fault + self.outage_s
+        end = self.t_fault + self.outage_s - self.heal_lead
         with self.dr.phase(
             "observe", f"sessions reopen during a {self.outage_s:.2f}s outage ({self.case.factor:g} x TTL)"
         ):
@@ -317,9 +334,11 @@ class _Scenario:
         self.dr.assert_targets_met()
         if self.short and not as_planned:
             pytest.skip(
-                f"the {self.case.shape.name} outage lasted {self.t_healed - self.t_fault:.2f}s, more than "
-                f"the planned {self.outage_s:.2f}s (0.5 x TTL) + {2 * self.interval:g}s: this shape cannot "
-                f"produce a short outage at the {self.ttl:g}s TTL of this profile; every other claim held"
+                f"the {self.case.shape.name} outage lasted {self.t_healed - self.t_fault:.2f}s (held "
+                f"{self.t_heal - self.t_fault:.2f}s, healing took {self.t_healed - self.t_heal:.2f}s), "
+                f"more than the planned {self.outage_s:.2f}s (0.5 x TTL) + {2 * self.interval:g}s: this "
+                f"shape cannot produce a short outage at the {self.ttl:g}s TTL of this profile; every other "
+                "claim held"
             )
 
     # -- claims of this scenario ------------------------------------------------------------------
