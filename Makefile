@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PROFILE ?= ci
 WORKERS ?= 2
 
-.PHONY: setup setup-drill test drill bench lint clean
+.PHONY: setup setup-drill test drill bench repeat lint clean
 
 setup:
 	@bash scripts/setup.sh test
@@ -20,6 +20,10 @@ drill: setup-drill
 
 bench: setup
 	$(PY) -m benchmarks
+
+RUNS ?= 10
+repeat: setup
+	bash scripts/repeat.sh $(RUNS) $(PROFILE) $(WORKERS)
 
 lint: setup
 	.venv/bin/ruff check bridge chaos fixtures reports scenarios tests benchmarks

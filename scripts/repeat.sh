@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run the scenario catalogue RUNS times in a row (default 10) and stop at the first failure or skip.
+# A scenario that fails or skips sometimes is a bug to find, not a run to retry. Prints each run's time.
+set -uo pipefail
+runs=${1:-10}
+profile=${2:-ci}
+workers=${3:-2}
+log_dir=$(mktemp -d)
+trap 'rm -rf "$log_dir"' EXIT
+start=$SECONDS
+for i in $(seq 1 "$runs"); do
+  t0=$SECONDS
+  .venv/bin/python -m pytest -q -n "$workers" --dr-profile="$profile" scenarios -rs \
+    -p no:cacheprovider >"$log_dir/run.log" 2>&1
+  rc=$?
+  result=$(tail -n 1 "$log_dir/run.log")
+  echo "run $i/$runs: $((SECONDS - t0)) s, $result"
+  if [ "$rc" -ne 0 ] || grep -q "skipped" <<<"$result"; then
+    grep -E "^(FAILED|ERROR|SKIPPED)" "$log_dir/run.log"
+    echo "repeat: run $i of $runs did not pass cleanly (exit $rc); stopped after $((SECONDS - start)) s" >&2
+    exit 1
+  fi
+done
+echo "repeat: $runs of $runs runs passed with nothing skipped, in $((SECONDS - start)) s"
