@@ -128,6 +128,7 @@ class ResilientStore:
         self._since_wall: datetime | None = None
         self._reason: str | None = None
         self._failures = 0
+        self._epoch = 0  # recoveries so far: a failure of a call begun in an earlier epoch is old news
         self._last_probe_error: str | None = None
         self._lock = threading.RLock()  # guards state transitions
         self._probe_lock = threading.Lock()  # one probe (and one recovery) at a time
@@ -265,9 +266,16 @@ class ResilientStore:
                 self._recover()
             return self._state
 
-    def _on_failure(self, exc: DatabaseUnavailableError) -> None:
-        """Count a failed probe or query; enough of them in a row turn the bridge read-only."""
+    def _on_failure(self, exc: DatabaseUnavailableError, epoch: int | None = None) -> None:
+        """Count a failed probe or query; enough of them in a row turn the bridge read-only.
+
+        A call begun before the last recovery (epoch) failed in the outage already recovered from (for
+        example a write that hung until its deadline): the caller gets the error, the bridge stays as it is.
+        """
         with self._lock:
+            if epoch is not None and epoch != self._epoch:
+                log.info("failure of a call begun before the last recovery, not counted: %s", exc)
+                return
             self._failures += 1
             if self._state is BridgeState.HEALTHY and self._failures >= self.failures_to_degrade:
                 self._enter_degraded(str(exc))
@@ -320,6 +328,7 @@ class ResilientStore:
             outage_s = now - self._since if self._since is not None else 0.0
             previous = self._state.value
             self._state = BridgeState.HEALTHY
+            self._epoch += 1
             self._since = self._since_wall = self._reason = None
             self.events.emit(RECOVERED, now, outage_s=outage_s, from_state=previous, **refreshed)
             if self.monitor is not None:
@@ -450,15 +459,21 @@ class ResilientStore:
 
     # -- Baileys operations -----------------------------------------------------------------------
 
+    def _healthy_epoch(self) -> tuple[bool, int]:
+        """Whether the bridge is healthy, and in which epoch (both read at one instant)."""
+        with self._lock:
+            return self._state is BridgeState.HEALTHY, self._epoch
+
     def _read_through(self, fetch: Callable[[], T]) -> tuple[T, tuple[int, float]] | None:
         """Read from the database while healthy, stamped before the read; None means: answer from cache."""
-        if self._state is not BridgeState.HEALTHY:
+        healthy, epoch = self._healthy_epoch()
+        if not healthy:
             return None
         stamp = self.cache.ticket()
         try:
             value = fetch()
         except DatabaseUnavailableError as exc:
-            self._on_failure(exc)
+            self._on_failure(exc, epoch)
             if self._state is BridgeState.HEALTHY:
                 raise
             return None
@@ -515,7 +530,8 @@ class ResilientStore:
 
     def _write(self, company_id: str, what: str, values: Mapping[CacheKey, Any], apply: Callable[[], T]) -> T:
         """Run one write through to the database, then cache what it committed; refuse it when read-only."""
-        if self._state is not BridgeState.HEALTHY:
+        healthy, epoch = self._healthy_epoch()
+        if not healthy:
             self._refuse_write(what)
         with self._company_writes(company_id):
             try:
@@ -524,10 +540,10 @@ class ResilientStore:
                 # It may have committed: neither the old nor the new value may be served from the cache.
                 for key in values:
                     self.cache.invalidate(key)
-                self._on_failure(exc)
+                self._on_failure(exc, epoch)
                 raise
             except DatabaseUnavailableError as exc:
-                self._on_failure(exc)
+                self._on_failure(exc, epoch)
                 if self._state is BridgeState.HEALTHY:
                     raise
                 self._refuse_write(what)

@@ -23,6 +23,7 @@ from bridge.db import parse_dsn
 from bridge.errors import (
     CacheExpiredError,
     CacheMissError,
+    DatabaseUnavailableError,
     InvalidInputError,
     ReadOnlyModeError,
     WriteOutcomeUnknownError,
@@ -31,6 +32,7 @@ from bridge.events import DEGRADED, RECOVERED, STARTED, STOPPED, UNAVAILABLE, Br
 from bridge.resilient import BridgeState, ResilientStore
 from bridge.rollback.manifest import CompanySnapshot
 from chaos.toxiproxy import FaultSession
+from chaos.waiting import wait_until
 
 COMPANY = "acme-ltda"
 KEY_PAIR = {"private": b"\x01" * 32, "public": b"\x02" * 32}
@@ -357,6 +359,52 @@ def test_bridge_started_while_database_is_down_degrades_on_the_first_probe(
             assert str(auth_db.proxy.listen_port) in event.details["reason"]
         finally:
             bridge.close()
+
+
+def test_a_call_begun_before_the_last_recovery_cannot_turn_the_bridge_read_only_again(
+    auth_db: Any, profile: Any, clock: ManualClock, faults: FaultSession, admin: psycopg.Connection
+) -> None:
+    """A write that hung through an outage and fails only after the recovery reports that outage, not a
+    new one: the caller gets the error, the bridge stays healthy (seen in blackhole runs as a flap back to
+    read-only for one probe interval)."""
+    bridge = ResilientStore.from_config(make_config(auth_db, profile, statement_timeout_s=60), clock=clock)
+    failure: list[BaseException] = []
+
+    def hung_write() -> None:
+        try:
+            bridge.save_creds(COMPANY, {**CREDS, "nextPreKeyId": 99})
+        except BaseException as exc:
+            failure.append(exc)
+
+    try:
+        seed_and_read(bridge)
+        # The creds row locked: the bridge's write waits on it, its connection idle on the network.
+        with psycopg.connect(auth_db.admin_dsn) as locker:
+            locker.execute("SELECT 1 FROM whatsapp_auth WHERE company_id = %s FOR UPDATE", (COMPANY,))
+            writer = threading.Thread(target=hung_write)
+            writer.start()
+            backend = wait_until(
+                lambda: admin.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query ILIKE '%%whatsapp_auth%%'"
+                ).fetchone(),
+                timeout=30,
+                what="the bridge's write waiting on the locked creds row",
+            )
+            # reset_peer resets a connection when data arrives: the probe's, not the waiting write's.
+            with faults.toxic(auth_db.proxy, "reset_peer", stream="upstream", timeout=0):
+                assert bridge.probe_once() is BridgeState.DEGRADED
+            assert bridge.probe_once() is BridgeState.HEALTHY  # recovered; the write still waits
+            assert writer.is_alive()
+            admin.execute("SELECT pg_terminate_backend(%s)", (backend[0],))  # now the write fails
+            writer.join(timeout=30)
+        assert not writer.is_alive()
+        assert len(failure) == 1 and isinstance(failure[0], DatabaseUnavailableError), failure
+        assert bridge.state is BridgeState.HEALTHY, bridge.events.events()[-1]
+        assert [e.kind for e in bridge.events.events()][-2:] == [DEGRADED, RECOVERED]
+        bridge.save_creds(COMPANY, {**CREDS, "nextPreKeyId": 100})  # acknowledged: not read-only
+    finally:
+        bridge.close()
 
 
 # -- mutation checks: each breaks one measure and the claim above must notice ---------------------------
