@@ -17,7 +17,8 @@ log = logging.getLogger("bridge.events")
 STARTED = "started"  # the bridge began serving
 DEGRADED = "degraded"  # the database stopped answering: read-only mode, reads from the cache
 UNAVAILABLE = "unavailable"  # the survival window is exhausted: a cached creds entry outlived its TTL
-RECOVERED = "recovered"  # the database answers again; cache refreshed from it; writes accepted
+RECOVERED = "recovered"  # the database answers again: reads go to it and writes are accepted
+CACHE_REFRESHED = "cache_refreshed"  # after a recovery: every cached entry re-read from the database
 STOPPED = "stopped"  # the bridge was closed
 
 Listener = Callable[["BridgeEvent"], None]

@@ -34,7 +34,7 @@ from bridge.errors import (
     StoreError,
     WriteOutcomeUnknownError,
 )
-from bridge.events import DEGRADED, RECOVERED, STARTED, STOPPED, UNAVAILABLE, EventLog
+from bridge.events import CACHE_REFRESHED, DEGRADED, RECOVERED, STARTED, STOPPED, UNAVAILABLE, EventLog
 from bridge.ids import quote, validate_company_id, validate_key_ids, validate_key_type
 from bridge.rollback.manifest import CompanySnapshot
 from bridge.store import (
@@ -89,6 +89,12 @@ def _creds_key(company_id: str) -> CacheKey:
 
 def _key_key(company_id: str, key_type: str, key_id: str) -> CacheKey:
     return ("key", company_id, key_type, key_id)
+
+
+def _unchanged(cached: Mapping[CacheKey, CacheEntry], key: CacheKey, stored: Any) -> bool:
+    """True when the database still holds the value cached under key (so it is known to decode)."""
+    entry = cached.get(key)
+    return entry is not None and entry.value == stored
 
 
 def _describe(key: CacheKey) -> str:
@@ -316,54 +322,66 @@ class ResilientStore:
                 )
 
     def _recover(self) -> None:
-        """degraded/unavailable -> healthy: refresh the cache from the database first (it wins)."""
-        try:
-            refreshed = self._refresh_cache()
-        except (DatabaseUnavailableError, StoreError) as exc:
-            self._last_probe_error = f"refresh after outage failed: {exc}"
-            log.warning("bridge stays read-only: %s", self._last_probe_error)
-            return  # the next probe tries again
+        """degraded/unavailable -> healthy as soon as the database answers, then refresh the cache from it.
+
+        From the switch on, reads go to the database and writes are accepted: no session waits for the
+        refresh, which takes seconds for tens of thousands of keys and only prepares the cache for the
+        next outage. The database wins: the refresh replaces what the cache held, and it is applied only
+        once complete, so an outage in its middle leaves the cache as it was (then CACHE_REFRESHED).
+        """
         with self._lock:
             now = self.clock.monotonic()
             outage_s = now - self._since if self._since is not None else 0.0
             previous = self._state.value
             self._state = BridgeState.HEALTHY
             self._epoch += 1
+            epoch = self._epoch
             self._since = self._since_wall = self._reason = None
-            self.events.emit(RECOVERED, now, outage_s=outage_s, from_state=previous, **refreshed)
+            self.events.emit(RECOVERED, now, outage_s=outage_s, from_state=previous)
             if self.monitor is not None:
                 self.monitor.observe_outage(False)
+        try:
+            refreshed = self._refresh_cache()
+        except DatabaseUnavailableError as exc:  # down again: that is a new outage
+            self._last_probe_error = f"cache refresh after recovery failed: {exc}"
+            self._on_failure(exc, epoch)
+            return
+        except StoreError as exc:
+            log.warning("cache refresh after recovery failed, cache kept as it was: %s", exc)
+            return
+        self.events.emit(CACHE_REFRESHED, self.clock.monotonic(), **refreshed)
 
     def _refresh_cache(self) -> dict[str, int]:
-        """Re-read every cached creds document and key from the database; return how many."""
+        """Re-read every cached creds document and key from the database, then apply it all; return counts.
+
+        Only a value that changed is decoded again: everything in the cache decoded when it was cached.
+        Each value carries the ticket taken before its read, so a write committed meanwhile wins.
+        """
         companies: set[str] = set()
         groups: dict[tuple[str, str], list[str]] = {}
-        for key, _ in self.cache.items():
+        cached = dict(self.cache.items())
+        for key in cached:
             if key[0] == "creds":
                 companies.add(key[1])
             elif key[0] == "key":
                 groups.setdefault((key[1], key[2]), []).append(key[3])
-        keys = corrupted = 0
+        fresh: list[tuple[CacheKey, Any, tuple[int, float]]] = []
+        dropped: list[CacheKey] = []  # corrupted in the database: not served from the cache any more
         for company in sorted(companies):
-            stamp = self.cache.ticket()
+            key, stamp = _creds_key(company), self.cache.ticket()
             try:
                 stored = self.store.get_stored_creds(company)
+                if stored is not None and not _unchanged(cached, key, stored):
+                    decode_creds(stored, company_id=company)
+            except CorruptedKeyError:
+                dropped.append(key)
+                continue
             except StoreError as exc:
                 if exc.sqlstate not in DATA_CORRUPTED:
                     raise
-                # A damaged page is dropped like a corrupted row: one bad page must not keep us read-only.
-                self.cache.invalidate(_creds_key(company))
-                corrupted += 1
+                dropped.append(key)  # a damaged page is dropped like a corrupted row
                 continue
-            try:
-                if stored is not None:
-                    decode_creds(stored, company_id=company)
-            except CorruptedKeyError:
-                # Not served from the cache any more; the next read raises the error to its caller.
-                self.cache.invalidate(_creds_key(company))
-                corrupted += 1
-                continue
-            self._remember(_creds_key(company), stored, stamp)
+            fresh.append((key, stored, stamp))
         for (company, key_type), ids in sorted(groups.items()):
             for i in range(0, len(ids), REFRESH_BATCH):
                 chunk = ids[i : i + REFRESH_BATCH]
@@ -373,21 +391,26 @@ class ResilientStore:
                 except StoreError as exc:
                     if exc.sqlstate not in DATA_CORRUPTED:
                         raise
-                    for key_id in chunk:
-                        self.cache.invalidate(_key_key(company, key_type, key_id))
-                    corrupted += len(chunk)
+                    dropped += [_key_key(company, key_type, key_id) for key_id in chunk]
                     continue
                 for key_id, stored in found.items():
+                    key = _key_key(company, key_type, key_id)
                     try:
-                        if stored is not None:
+                        if stored is not None and not _unchanged(cached, key, stored):
                             decode_key(stored, company_id=company, key_type=key_type, key_id=key_id)
                     except CorruptedKeyError:
-                        self.cache.invalidate(_key_key(company, key_type, key_id))
-                        corrupted += 1
+                        dropped.append(key)
                         continue
-                    self._remember(_key_key(company, key_type, key_id), stored, stamp)
-                    keys += 1
-        return {"refreshed_companies": len(companies), "refreshed_keys": keys, "corrupted_dropped": corrupted}
+                    fresh.append((key, stored, stamp))
+        for key, stored, stamp in fresh:
+            self._remember(key, stored, stamp)
+        for key in dropped:
+            self.cache.invalidate(key)
+        return {
+            "refreshed_companies": len(companies),
+            "refreshed_keys": len(fresh) - sum(1 for key, _, _ in fresh if key[0] == "creds"),
+            "corrupted_dropped": len(dropped),
+        }
 
     # -- cache policy (each measure one overridable method) -----------------------------------------
 
@@ -474,9 +497,10 @@ class ResilientStore:
             value = fetch()
         except DatabaseUnavailableError as exc:
             self._on_failure(exc, epoch)
-            if self._state is BridgeState.HEALTHY:
-                raise
-            return None
+            with self._lock:
+                if self._state is BridgeState.HEALTHY and epoch == self._epoch:
+                    raise
+            return None  # read-only now, or a casualty of the outage recovered from: the cache answers
         self._failures = 0
         return value, stamp
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from bridge.events import DEGRADED, RECOVERED, BridgeEvent
+from bridge.events import CACHE_REFRESHED, DEGRADED, RECOVERED, BridgeEvent
 from bridge.store import decode_creds, decode_key
 from chaos.history import CREDS, FAIL, INDETERMINATE, OK, History, KeyRef, Op, digest
 from chaos.tap import StoreTap
@@ -271,7 +271,8 @@ def no_stale_read_past_ttl(
 
     A read counts when it ran wholly inside a cache-only window; an entry's age is at least the read's
     invoke time minus the latest moment the database may have confirmed it: an ok op on the key that
-    was not itself served by the cache, or a recovery (which refreshes every cached entry).
+    was not itself served by the cache, or the end of a cache refresh after a recovery (which re-read
+    every cached entry).
     """
     judge = _Judge(STALE_READ)
     ops = history.ops()
@@ -430,7 +431,7 @@ def check_all(
     events = list(events)
     read_only = read_only_windows(events)
     cache_only = read_only if unreachable is None else intersect(read_only, unreachable)
-    refreshed = [e.at_monotonic for e in events if e.kind == RECOVERED]
+    refreshed = [e.at_monotonic for e in events if e.kind == CACHE_REFRESHED]
     return [
         no_acknowledged_write_lost(history, read_state),
         no_write_applied_while_refused(history, read_state),

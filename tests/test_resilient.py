@@ -28,7 +28,15 @@ from bridge.errors import (
     ReadOnlyModeError,
     WriteOutcomeUnknownError,
 )
-from bridge.events import DEGRADED, RECOVERED, STARTED, STOPPED, UNAVAILABLE, BridgeEvent
+from bridge.events import (
+    CACHE_REFRESHED,
+    DEGRADED,
+    RECOVERED,
+    STARTED,
+    STOPPED,
+    UNAVAILABLE,
+    BridgeEvent,
+)
 from bridge.resilient import BridgeState, ResilientStore
 from bridge.rollback.manifest import CompanySnapshot
 from chaos.toxiproxy import FaultSession
@@ -239,7 +247,9 @@ def test_bridge_returns_to_healthy_by_itself_when_database_comes_back(
         assert bridge.state is BridgeState.HEALTHY
         assert recovered.at_monotonic >= heal_started
         assert 0 < recovered.details["outage_s"] <= recovered.at_monotonic - down_at
-        assert recovered.details["refreshed_companies"] == 1
+        refreshed = bridge.events.wait_for(CACHE_REFRESHED, timeout_s=patience, after=mark)
+        assert refreshed.at_monotonic >= recovered.at_monotonic
+        assert refreshed.details["refreshed_companies"] == 1
         bridge.save_creds(COMPANY, {**CREDS, "nextPreKeyId": 61})  # acknowledged again
         assert bridge.get_creds(COMPANY) == {**CREDS, "nextPreKeyId": 61}
 
@@ -262,6 +272,39 @@ def test_database_wins_when_the_cache_is_refreshed_after_recovery(
     take_database_away(bridge, faults, auth_db)
     assert bridge.get_creds(COMPANY) == {**CREDS, "registrationId": 999}
     assert bridge.get_keys(COMPANY, "pre-key", ["1"]) == {"1": None}
+
+
+def test_writes_are_accepted_before_the_refresh_and_an_interrupted_refresh_changes_nothing(
+    bridge: ResilientStore,
+    clock: ManualClock,
+    faults: FaultSession,
+    auth_db: Any,
+    admin: psycopg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seed_and_read(bridge)
+    entry = take_database_away(bridge, faults, auth_db)
+    admin.execute(
+        "UPDATE whatsapp_auth SET creds = jsonb_set(creds, '{registrationId}', '999') WHERE company_id = %s",
+        (COMPANY,),
+    )
+    faults.heal_entry(entry)
+    read_keys = bridge.store.get_stored_keys
+    state_during_refresh: list[BridgeState] = []
+
+    def database_lost_again(*args: Any, **kwargs: Any) -> Any:
+        """The refresh has read the creds; now the database goes away for real, before the keys."""
+        state_during_refresh.append(bridge.state)
+        faults.disable_proxy(auth_db.proxy)
+        return read_keys(*args, **kwargs)
+
+    monkeypatch.setattr(bridge.store, "get_stored_keys", database_lost_again)
+    mark = len(bridge.events)
+    assert bridge.probe_once() is BridgeState.DEGRADED  # recovered, then lost again during the refresh
+    assert [e.kind for e in bridge.events.events()[mark:]] == [RECOVERED, DEGRADED]
+    assert state_during_refresh == [BridgeState.HEALTHY]  # writes were accepted while it refreshed
+    # Nothing of the interrupted refresh was applied: the cache answers with what it knew before.
+    assert bridge.get_creds(COMPANY) == CREDS
 
 
 def test_acknowledged_write_is_committed(bridge: ResilientStore, admin: psycopg.Connection) -> None:
@@ -323,8 +366,10 @@ def test_each_transition_is_an_event_with_timestamps(
     finally:
         bridge.close()
     kinds = [e.kind for e in heard]
-    assert kinds == [DEGRADED, UNAVAILABLE, RECOVERED]
-    degraded, unavailable, recovered = heard
+    assert kinds == [DEGRADED, UNAVAILABLE, RECOVERED, CACHE_REFRESHED]
+    degraded, unavailable, recovered, refreshed = heard
+    # pre-key 1, session 5511.0 and pre-key 2 (known absent)
+    assert refreshed.details == {"refreshed_companies": 1, "refreshed_keys": 3, "corrupted_dropped": 0}
     assert degraded.at_monotonic == 1000.0 and degraded.details["ttl_s"] == bridge.cache.ttl_s
     assert unavailable.at_monotonic == pytest.approx(1000.0 + bridge.cache.ttl_s + 1)
     assert recovered.details["outage_s"] == pytest.approx(bridge.cache.ttl_s + 3)
@@ -361,50 +406,78 @@ def test_bridge_started_while_database_is_down_degrades_on_the_first_probe(
             bridge.close()
 
 
+# Each call is held on a lock while the bridge degrades and recovers: (lock taken, its table, the call).
+HELD_CALLS = {
+    "write": (
+        "SELECT 1 FROM whatsapp_auth WHERE company_id = 'acme-ltda' FOR UPDATE",
+        "whatsapp_auth",
+        lambda b: b.save_creds(COMPANY, {**CREDS, "nextPreKeyId": 99}),
+    ),
+    "read": (
+        "LOCK TABLE whatsapp_keys IN ACCESS EXCLUSIVE MODE",  # the cache refresh waits on it too
+        "whatsapp_keys",
+        lambda b: b.get_keys(COMPANY, "pre-key", ["1"]),
+    ),
+}
+
+
+@pytest.mark.parametrize("call", sorted(HELD_CALLS))
 def test_a_call_begun_before_the_last_recovery_cannot_turn_the_bridge_read_only_again(
-    auth_db: Any, profile: Any, clock: ManualClock, faults: FaultSession, admin: psycopg.Connection
+    call: str, auth_db: Any, profile: Any, clock: ManualClock, faults: FaultSession, admin: psycopg.Connection
 ) -> None:
-    """A write that hung through an outage and fails only after the recovery reports that outage, not a
-    new one: the caller gets the error, the bridge stays healthy (seen in blackhole runs as a flap back to
-    read-only for one probe interval)."""
+    """A call that hung through an outage and fails only after the recovery reports that outage, not a new
+    one: the bridge stays healthy (seen in blackhole runs as a flap back to read-only for one probe
+    interval). The failed write is the caller's error; the failed read is answered from the cache."""
+    lock_sql, table, action = HELD_CALLS[call]
     bridge = ResilientStore.from_config(make_config(auth_db, profile, statement_timeout_s=60), clock=clock)
-    failure: list[BaseException] = []
-
-    def hung_write() -> None:
-        try:
-            bridge.save_creds(COMPANY, {**CREDS, "nextPreKeyId": 99})
-        except BaseException as exc:
-            failure.append(exc)
-
+    outcome: list[Any] = []
+    held = threading.Thread(target=lambda: outcome.append(_outcome_of(lambda: action(bridge))))
+    prober = threading.Thread(target=bridge.probe_once)
     try:
         seed_and_read(bridge)
-        # The creds row locked: the bridge's write waits on it, its connection idle on the network.
-        with psycopg.connect(auth_db.admin_dsn) as locker:
-            locker.execute("SELECT 1 FROM whatsapp_auth WHERE company_id = %s FOR UPDATE", (COMPANY,))
-            writer = threading.Thread(target=hung_write)
-            writer.start()
+        with psycopg.connect(auth_db.admin_dsn) as locker:  # the held call's connection idles on the network
+            locker.execute(lock_sql)
+            held.start()
             backend = wait_until(
                 lambda: admin.execute(
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock' AND query ILIKE '%%whatsapp_auth%%'"
+                    " AND wait_event_type = 'Lock' AND query ILIKE %s",
+                    (f"%{table}%",),
                 ).fetchone(),
                 timeout=30,
-                what="the bridge's write waiting on the locked creds row",
+                what=f"the bridge's {call} waiting on the lock on {table}",
             )
-            # reset_peer resets a connection when data arrives: the probe's, not the waiting write's.
+            # reset_peer resets a connection when data arrives: the probe's, not the held call's.
             with faults.toxic(auth_db.proxy, "reset_peer", stream="upstream", timeout=0):
                 assert bridge.probe_once() is BridgeState.DEGRADED
-            assert bridge.probe_once() is BridgeState.HEALTHY  # recovered; the write still waits
-            assert writer.is_alive()
-            admin.execute("SELECT pg_terminate_backend(%s)", (backend[0],))  # now the write fails
-            writer.join(timeout=30)
-        assert not writer.is_alive()
-        assert len(failure) == 1 and isinstance(failure[0], DatabaseUnavailableError), failure
-        assert bridge.state is BridgeState.HEALTHY, bridge.events.events()[-1]
-        assert [e.kind for e in bridge.events.events()][-2:] == [DEGRADED, RECOVERED]
+            mark = len(bridge.events)
+            prober.start()
+            bridge.events.wait_for(RECOVERED, timeout_s=30, after=mark)
+            assert held.is_alive()
+            admin.execute("SELECT pg_terminate_backend(%s)", (backend[0],))  # now the held call fails
+            held.join(timeout=30)
+            assert not held.is_alive() and bridge.state is BridgeState.HEALTHY, bridge.events.events()[-1]
+        prober.join(timeout=30)
+        if call == "write":
+            assert isinstance(outcome[0], DatabaseUnavailableError), outcome
+        else:
+            assert outcome == [{"1": KEY_PAIR}]  # served from the cache, within the TTL
+        assert [e.kind for e in bridge.events.events()][-3:] == [DEGRADED, RECOVERED, CACHE_REFRESHED]
+        assert bridge.state is BridgeState.HEALTHY
         bridge.save_creds(COMPANY, {**CREDS, "nextPreKeyId": 100})  # acknowledged: not read-only
     finally:
         bridge.close()
+        for thread in (held, prober):
+            if thread.is_alive():
+                thread.join(timeout=30)
+
+
+def _outcome_of(action: Any) -> Any:
+    """The call's result, or the exception it raised."""
+    try:
+        return action()
+    except Exception as exc:
+        return exc
 
 
 # -- mutation checks: each breaks one measure and the claim above must notice ---------------------------
