@@ -7,16 +7,19 @@ profile=${2:-ci}
 workers=${3:-2}
 log_dir=$(mktemp -d)
 trap 'rm -rf "$log_dir"' EXIT
+keep=reports/out  # a failed run's whole log is kept here
 start=$SECONDS
 for i in $(seq 1 "$runs"); do
   t0=$SECONDS
-  .venv/bin/python -m pytest -q -n "$workers" --dr-profile="$profile" scenarios -rs \
+  .venv/bin/python -m pytest -q -n "$workers" --dr-profile="$profile" scenarios -ra \
     -p no:cacheprovider >"$log_dir/run.log" 2>&1
   rc=$?
   result=$(tail -n 1 "$log_dir/run.log")
   echo "run $i/$runs: $((SECONDS - t0)) s, $result"
   if [ "$rc" -ne 0 ] || grep -q "skipped" <<<"$result"; then
     grep -E "^(FAILED|ERROR|SKIPPED)" "$log_dir/run.log"
+    mkdir -p "$keep" && cp "$log_dir/run.log" "$keep/repeat-run-$i.log"
+    echo "repeat: the whole log of run $i is $keep/repeat-run-$i.log" >&2
     echo "repeat: run $i of $runs did not pass cleanly (exit $rc); stopped after $((SECONDS - start)) s" >&2
     exit 1
   fi
