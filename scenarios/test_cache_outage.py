@@ -323,7 +323,9 @@ class _Scenario:
             run.verdicts.append(claim(NOT_ESCALATED, [_describe(e) for e in escalations]))
         if self.short:  # how long the cache carried the sessions: until escalation, else until recovery
             last = escalations[0] if escalations else [e for e in run.events if e.kind == RECOVERED][-1]
-            outage = self.t_healed - self.t_fault if as_planned else None
+            # At least until the heal began: the database may answer before the heal call returns (pg_ctl
+            # start -w polls), and the bridge recovers as soon as it does.
+            outage = self.t_heal - self.t_fault if as_planned else None
             self.measure("survival", last.at_monotonic - self.t_fault, outage, unit="s", comparison=">=")
         self.measure("writes_refused", sum(1 for op in history.ops() if op.error_type == "ReadOnlyModeError"))
         self.dr.attach_json("checker verdicts", verdicts_json(run.verdicts))
