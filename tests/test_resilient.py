@@ -98,6 +98,14 @@ def take_database_away(bridge: ResilientStore, faults: FaultSession, auth_db: An
     return entry
 
 
+def change_creds_behind_the_bridge(admin: psycopg.Connection) -> None:
+    """The database's creds change where the bridge cannot see it: registrationId becomes 999."""
+    admin.execute(
+        "UPDATE whatsapp_auth SET creds = jsonb_set(creds, '{registrationId}', '999') WHERE company_id = %s",
+        (COMPANY,),
+    )
+
+
 def stored_keys(admin: psycopg.Connection) -> dict[tuple[str, str], Any]:
     """Every key row as the database holds it."""
     rows = admin.execute(
@@ -260,10 +268,7 @@ def test_database_wins_when_the_cache_is_refreshed_after_recovery(
     seed_and_read(bridge)
     entry = take_database_away(bridge, faults, auth_db)
     # While the bridge cannot see it, the database changes (for example a restore or an import).
-    admin.execute(
-        "UPDATE whatsapp_auth SET creds = jsonb_set(creds, '{registrationId}', '999') WHERE company_id = %s",
-        (COMPANY,),
-    )
+    change_creds_behind_the_bridge(admin)
     admin.execute("DELETE FROM whatsapp_keys WHERE company_id = %s AND key_id = '1'", (COMPANY,))
     assert bridge.get_creds(COMPANY) == CREDS  # the cache still answers with what it knew
     faults.heal_entry(entry)
@@ -284,10 +289,7 @@ def test_writes_are_accepted_before_the_refresh_and_an_interrupted_refresh_chang
 ) -> None:
     seed_and_read(bridge)
     entry = take_database_away(bridge, faults, auth_db)
-    admin.execute(
-        "UPDATE whatsapp_auth SET creds = jsonb_set(creds, '{registrationId}', '999') WHERE company_id = %s",
-        (COMPANY,),
-    )
+    change_creds_behind_the_bridge(admin)
     faults.heal_entry(entry)
     read_keys = bridge.store.get_stored_keys
     state_during_refresh: list[BridgeState] = []
