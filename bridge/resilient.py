@@ -408,7 +408,7 @@ class ResilientStore:
             self.cache.invalidate(key)
         return {
             "refreshed_companies": len(companies),
-            "refreshed_keys": len(fresh) - sum(1 for key, _, _ in fresh if key[0] == "creds"),
+            "refreshed_keys": sum(1 for key, _, _ in fresh if key[0] == "key"),
             "corrupted_dropped": len(dropped),
         }
 
