@@ -15,9 +15,10 @@ import pytest
 from chaos.errors import EnvironmentUnavailable
 from chaos.profiles import get_profile
 from chaos.toxiproxy import FaultSession
+from chaos.waiting import wait_until
 from fixtures.backends import build_native
 from fixtures.env import AuthDatabase, Environment
-from fixtures.procs import RunRegistry, pid_alive, purge_stale_runs
+from fixtures.procs import RunRegistry, _cmdline, pid_alive, purge_stale_runs
 
 
 def _rtt_ms(dsn: str, rounds: int = 7) -> float:
@@ -163,6 +164,53 @@ def test_native_environment_leaves_no_process_and_purges_orphans(tmp_path) -> No
         if orphan.poll() is None:
             orphan.kill()
             orphan.wait()
+
+
+def test_purge_kills_an_orphan_recorded_before_it_exec_d(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A pid recorded before its exec (the parent's command line) is still purged once it runs the program."""
+    import subprocess
+    import sys
+
+    fake = RunRegistry(root=tmp_path / "runs")
+    # The child shows python's command line when recorded, then becomes `sleep 300`.
+    code = "import os, sys; sys.stdin.read(1); os.execv('/bin/sleep', ['sleep', '300'])"
+    orphan = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, start_new_session=True)
+    try:
+        fake.record("orphan", orphan.pid)
+        assert "python" in __import__("json").loads((fake.dir / "orphan.proc.json").read_text())["cmd"]
+        assert orphan.stdin is not None
+        orphan.stdin.write(b"x")
+        orphan.stdin.close()
+        wait_until(lambda: _cmdline(orphan.pid) == "sleep 300", timeout=10, interval=0.01, what="the exec")
+        (fake.dir / "owner").write_text("999999999")
+        purged = purge_stale_runs(tmp_path / "runs")
+        assert any(str(orphan.pid) in p for p in purged), purged
+        assert orphan.wait(timeout=10) != 0
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()
+
+
+def test_purge_spares_a_reused_pid(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A record whose pid now belongs to another process (other start time) kills nothing."""
+    import json
+    import subprocess
+    import sys
+
+    fake = RunRegistry(root=tmp_path / "runs")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True)
+    try:
+        fake.record("orphan", other.pid)
+        rec_file = fake.dir / "orphan.proc.json"
+        rec = json.loads(rec_file.read_text())
+        rec_file.write_text(json.dumps({**rec, "start": rec["start"] - 1}))  # the recorded process is gone
+        (fake.dir / "owner").write_text("999999999")
+        assert purge_stale_runs(tmp_path / "runs") == []
+        assert other.poll() is None, "a process that merely reuses a recorded pid was killed"
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_missing_binary_gives_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
