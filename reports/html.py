@@ -184,12 +184,14 @@ class ReportCheck:
         return asdict(self)
 
 
-_PAGE_CHECK = """(() => {
-  const want = %s; const text = document.body.innerText;
+# Allure renders a scenario page in steps (title first, then tags and parameters), so the check waits
+# until everything wanted is shown; only what is still missing when the wait times out is a problem.
+_PAGE_MISSING = """(() => {
+  const want = %s; const text = document.body ? document.body.innerText : "";
   if (!location.hash.includes(want.uid) || !text.includes(want.name)) return null;
-  const missing = [...want.tags, ...want.parameters].filter(s => !text.includes(s));
-  return {missing};
+  return [...want.tags, ...want.parameters].filter(s => !text.includes(s));
 })()"""
+_PAGE_COMPLETE = "(m => m !== null && m.length === 0)(%s)"
 
 _TOTAL = (
     "(() => { const m = document.body && document.body.innerText.match(/(\\d+)\\s*test cases/);"
@@ -217,14 +219,21 @@ def _check_case(
     served: list[tuple[str, int]],
     check: ReportCheck,
     shot: Path | None,
+    *,
+    wait_s: float = 20.0,
 ) -> None:
     """Open one scenario page: its tags and parameters are shown, and its timeline image loads."""
     page.navigate(f"{base}/index.html#testresult/{case['uid']}")
     want = {"uid": case["uid"], "name": case["name"], "tags": case["tags"], "parameters": case["parameters"]}
-    seen = page.wait_for(_PAGE_CHECK % json.dumps(want), what=f"the page of {case['name']}")
+    missing = _PAGE_MISSING % json.dumps(want)
+    page.wait_for(f"({missing}) !== null", what=f"the page of {case['name']}")
     check.pages_checked += 1
-    if seen["missing"]:
-        check.problems.append(f"{case['name']}: page does not show {seen['missing']}")
+    try:
+        page.wait_for(
+            _PAGE_COMPLETE % missing, what=f"the tags and parameters of {case['name']}", timeout_s=wait_s
+        )
+    except BrowserError:
+        check.problems.append(f"{case['name']}: page does not show {page.evaluate(missing)}")
     for attachment in case["timelines"]:
         row = f'.attachment-row[data-uid="{attachment["uid"]}"]'
         page.wait_for(f"!!document.querySelector('{row}')", what=f"the timeline row of {case['name']}")

@@ -12,6 +12,8 @@ import pytest
 
 from reports.cdp import Browser
 from reports.html import (
+    ReportCheck,
+    _check_case,
     check_report,
     count_statuses,
     generate,
@@ -19,6 +21,7 @@ from reports.html import (
     links_by_history,
     report_cases,
     report_counts,
+    serve,
 )
 from reports.meta import write_run_metadata
 from reports.summary import load_results
@@ -110,6 +113,29 @@ def test_browser_check_fails_when_counts_disagree(results: Path, tmp_path: Path)
     assert not check.ok
     assert "report shows 2 passed, the results hold 5" in check.problems
     assert any("overview shows 3 test cases, expected 6" in p for p in check.problems)
+
+
+# A page that renders like Allure: the title at once, the tags and parameters only later.
+_SLOW_PAGE = """<!doctype html><html><body><h1>restore is verified</h1><div id="later"></div><script>
+setTimeout(() => { document.getElementById('later').innerText = 'SOC2:A1.3 rto_s: 12.5'; }, %d);
+</script></body></html>"""
+
+
+@pytest.mark.parametrize(
+    ("delay_ms", "missing"), [(1500, []), (60_000, ["SOC2:A1.3", "rto_s: 12.5"])], ids=["late", "never"]
+)
+def test_page_check_waits_for_tags_rendered_after_the_title(
+    tmp_path: Path, delay_ms: int, missing: list[str]
+) -> None:
+    """Tags shown after the title still count; what never shows within the wait is named."""
+    (tmp_path / "index.html").write_text(_SLOW_PAGE % delay_ms)
+    case = {"uid": "a1", "name": "restore is verified", "tags": ["SOC2:A1.3"], "parameters": ["rto_s: 12.5"]}
+    check = ReportCheck()
+    with serve(tmp_path) as (base, served), Browser() as browser:
+        _check_case(browser.new_page(), base, {**case, "timelines": []}, served, check, None, wait_s=5)
+    assert check.pages_checked == 1
+    expected = [f"restore is verified: page does not show {missing}"] if missing else []
+    assert check.problems == expected
 
 
 def test_history_and_trends_carry_over(results: Path, tmp_path: Path) -> None:
