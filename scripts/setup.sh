@@ -97,11 +97,10 @@ if [ ! -f "$stamp_npm" ] || [ ! -d "$ROOT/node_modules" ]; then
 fi
 command -v java >/dev/null 2>&1 || { say "installing a Java runtime for the Allure CLI"; apt_install default-jre-headless; }
 
-# 5. Drill only: headless Chromium to check the HTML report as a person would see it.
-if [ "$WANT" = drill ] || [ "$WANT" = all ]; then
-  if ! command -v chromium >/dev/null 2>&1; then
-    say "installing Debian chromium (headless report check)"
-    apt_install chromium
-  fi
+# 5. Headless Chromium to check the HTML report as a person would see it: the drill checks its report,
+# and the tests check the checker (tests/test_reports_html.py), so both need it.
+if ! command -v chromium >/dev/null 2>&1; then
+  say "installing Debian chromium (headless report check)"
+  apt_install chromium
 fi
 say "ready (PostgreSQL $pg_major at $PG_BIN, toxiproxy $TOXIPROXY_TAG, actionlint $ACTIONLINT_TAG)"
