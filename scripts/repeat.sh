@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run the scenario catalogue RUNS times in a row (default 10) and stop at the first failure or skip.
-# A scenario that fails or skips sometimes is a bug to find, not a run to retry. Prints each run's time.
+# Run the whole test command (tests and scenarios, as `make test`) RUNS times in a row (default 10) and
+# stop at the first failure or skip. A test that fails or skips sometimes is a bug to find, not a run to
+# retry. Prints each run's time and result line.
 set -uo pipefail
 runs=${1:-10}
 profile=${2:-ci}
@@ -11,7 +12,7 @@ keep=reports/out  # a failed run's whole log is kept here
 start=$SECONDS
 for i in $(seq 1 "$runs"); do
   t0=$SECONDS
-  .venv/bin/python -m pytest -q -n "$workers" --dr-profile="$profile" scenarios -ra \
+  .venv/bin/python -m pytest -q -n "$workers" --dr-profile="$profile" tests scenarios -ra \
     -p no:cacheprovider >"$log_dir/run.log" 2>&1
   rc=$?
   result=$(tail -n 1 "$log_dir/run.log")
