@@ -71,22 +71,32 @@ class ContentSummary:
 
 def summarize(conn: psycopg.Connection) -> ContentSummary:
     """Count every public table and digest every company, inside the caller's transaction/snapshot."""
-    tables = [
-        r[0]
-        for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename COLLATE \"C\""
-        ).fetchall()
-    ]
-    counts = {
-        t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]  # type: ignore[index]
-        for t in tables
-    }
+    tables = public_tables(conn)
+    counts = count_rows(conn, tables)
     companies: dict[str, dict[str, Any]] = {}
     if "whatsapp_auth" in tables and "whatsapp_keys" in tables:
         creds: dict[str, Any] = dict(conn.execute("SELECT company_id, creds FROM whatsapp_auth").fetchall())
         key_rows = _stream_keys(conn)
         companies = _digest_rows(creds, key_rows)
     return ContentSummary(counts, companies)
+
+
+def public_tables(conn: psycopg.Connection) -> list[str]:
+    """Names of every table in the public schema, in byte order."""
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename COLLATE \"C\""
+        ).fetchall()
+    ]
+
+
+def count_rows(conn: psycopg.Connection, tables: Iterable[str]) -> dict[str, int]:
+    """Row count of each table, in the caller's snapshot (the manifest's and the restore's row counts)."""
+    return {
+        t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]  # type: ignore[index]
+        for t in tables
+    }
 
 
 def _stream_keys(conn: psycopg.Connection) -> Iterable[tuple[str, str, str, Any]]:

@@ -243,9 +243,11 @@ def _check_regions(
     for store in stores_for(config):
         if store.name == source:
             continue
+        manifest_key = backup_key(config.prefix, manifest.kind, manifest.backup_id, MANIFEST)
+        data_key = backup_key(config.prefix, manifest.kind, manifest.backup_id, DATA)
         try:
-            other = store.get_bytes(backup_key(config.prefix, manifest.kind, manifest.backup_id, MANIFEST))
-            sha, size = store.hash_object(backup_key(config.prefix, manifest.kind, manifest.backup_id, DATA))
+            other = store.get_bytes(manifest_key)
+            sha, size = store.hash_object(data_key)
         except ObjectNotFoundError:
             report.regions[store.name] = "missing"
             problems.append(
@@ -261,10 +263,11 @@ def _check_regions(
         )
         report.regions[store.name] = "identical" if same else "differs"
         if not same:
+            # Name the object that differs, so an operator knows what to re-copy or investigate.
             problems.append(
-                f"region {store.name}: copy differs (data SHA256 {sha[:16]}…, expected "
-                f"{manifest.encrypted_sha256[:16]}…; "
-                f"manifest {'same' if other == manifest_bytes else 'differs'})"
+                f"region {store.name}: copy differs ({data_key}: SHA256 {sha[:16]}…/{size} B, expected "
+                f"{manifest.encrypted_sha256[:16]}…/{manifest.encrypted_size} B; "
+                f"{manifest_key}: {'same' if other == manifest_bytes else 'differs'})"
             )
     report.phases_s["regions_s"] = time.monotonic() - t0
     if problems:
