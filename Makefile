@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PROFILE ?= ci
 WORKERS ?= 2
 
-.PHONY: setup setup-drill test drill bench repeat lint clean
+.PHONY: setup setup-drill test drill bench repeat detection lint clean
 
 setup:
 	@bash scripts/setup.sh test
@@ -25,8 +25,12 @@ RUNS ?= 10
 repeat: setup
 	bash scripts/repeat.sh $(RUNS) $(PROFILE) $(WORKERS)
 
+# Every break of tests/breaks against its scenario alone (tests/ not collected): the detection table.
+detection: setup
+	$(PY) scripts/detection.py
+
 lint: setup
-	.venv/bin/ruff check bridge chaos fixtures reports scenarios tests benchmarks
+	.venv/bin/ruff check bridge chaos fixtures reports scenarios tests benchmarks scripts
 	.venv/bin/mypy
 
 clean:
