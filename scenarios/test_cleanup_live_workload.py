@@ -1,0 +1,27 @@
+"""Claim 3.2: cleanup of expired keys, run on its default policy during a live Baileys-like workload over a
+slow link, removes the expired keys (growth stays bounded) and deletes no key a live session still needs:
+every session still loads in the pinned Baileys afterwards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from reports.claims import dr_claim
+from scenarios.cleanup_support import run_cleanup_live_workload
+
+
+@dr_claim(
+    epic="3.2 Automated cleanup of expired keys",
+    feature="3.2 Cleanup: growth bounded, no needed key deleted",
+    story="Cleanup during live sessions: growth bounded, no needed key deleted, Baileys still loads",
+    severity="critical",
+    controls=["SOC2:A1.2", "ISO27001:A.8.13"],
+    runbook="docs/KEY_CLEANUP.md",
+)
+def test_cleanup_keeps_every_key_a_live_session_needs_when_run_during_workload(
+    dr: Any, auth_db: Any, faults: Any, profile: Any, tmp_path: Path
+) -> None:
+    """Aged garbage goes; old-but-needed and live keys stay; every company loads in Baileys."""
+    dr.on_failure_attach("server log", lambda: auth_db.server.log_tail(60))
+    run_cleanup_live_workload(dr, auth_db, faults, profile, tmp_path / "export")
