@@ -38,6 +38,7 @@ STALE_READ = "no stale read past the TTL"
 CREDS_ROLLBACK = "creds never roll back"
 CACHE_SERVED = "reads served from the cache within the TTL"
 WRITES_REFUSED = "writes refused cleanly in read-only mode"
+SET_ATOMIC = "keys.set applied all or nothing"
 
 # Enough offending ops per violation to replay it; a broken bridge can produce thousands of violations.
 MAX_VIOLATIONS = 50
@@ -221,6 +222,53 @@ def no_write_applied_while_refused(history: History, read_state: ReadState) -> V
                 [op],
                 company=op.company_id,
                 key=_ref(ref),
+            )
+    return judge.verdict()
+
+
+def sets_all_or_nothing(history: History, read_state: ReadState) -> Verdict:
+    """A keys.set that did not succeed (failed or indeterminate) left all of its writes or none of them.
+
+    A key shows that the set applied when the database holds the set's value and no write possibly before
+    it left that value; it shows that the set did not apply when the database holds something else. Keys
+    that another write may have changed after the set (any write not surely completed before it was
+    invoked) show nothing. A set showing both was split: part of it committed, part did not.
+    """
+    judge = _Judge(SET_ATOMIC)
+    ops = history.ops()
+    writes = _writes_by_key(ops)
+    sets = [op for op in ops if op.call == "set_keys" and op.outcome in (FAIL, INDETERMINATE)]
+    held_by_company = {c: read_state(c) for c in _companies(sets)}
+    for op in sets:
+        held = held_by_company[op.company_id]
+        applied: list[str] = []
+        missing: list[str] = []
+        for ref, value in op.writes.items():
+            others = [w for w in writes[(op.company_id, ref)] if w is not op]
+            before = [w for w in others if w.complete_s is not None and w.complete_s <= op.invoke_s]
+            if len(before) < len(others):
+                continue  # a write that may follow this one decides what the key holds
+            acked = [w for w in before if w.outcome == OK]
+            last = max(acked, key=lambda w: (w.complete_s or 0.0, w.op_id), default=None)
+            prior = {w.writes[ref] for w in before if w.outcome in (INDETERMINATE, None)}
+            prior.add(last.writes[ref] if last is not None else None)
+            found = held.get(ref)
+            if found != value:
+                missing.append(_ref(ref))
+            elif value not in prior:
+                applied.append(_ref(ref))
+        if not applied and not missing:
+            continue
+        judge.checked += 1
+        if applied and missing:
+            judge.violation(
+                f"{op.company_id} set of {len(op.writes)} keys invoked at {op.invoke_s:.3f} ({op.outcome}: "
+                f"{op.error_type}) was applied in part: the database holds its values for {len(applied)} "
+                f"keys (first {applied[0]}) and not for {len(missing)} (first {missing[0]})",
+                [op],
+                company=op.company_id,
+                applied=applied[:10],
+                not_applied=missing[:10],
             )
     return judge.verdict()
 

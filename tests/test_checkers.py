@@ -15,6 +15,7 @@ from chaos.checkers import (
     CACHE_SERVED,
     CREDS_ROLLBACK,
     REFUSED_APPLIED,
+    SET_ATOMIC,
     STALE_READ,
     WRITES_REFUSED,
     check_all,
@@ -25,6 +26,7 @@ from chaos.checkers import (
     no_write_applied_while_refused,
     read_only_windows,
     reads_served_within_ttl,
+    sets_all_or_nothing,
     writes_refused_while_read_only,
 )
 from chaos.history import CREDS, FAIL, INDETERMINATE, OK, History, Op, digest
@@ -124,6 +126,38 @@ def test_ack_lost_accepts_an_indeterminate_value_and_catches_a_lost_delete(
     op(history, clock, "set_keys", 5, 6, writes={S1: None})
     assert not no_acknowledged_write_lost(history, state(s1={"v": 1})).ok
     assert no_acknowledged_write_lost(history, state()).ok
+
+
+# -- keys.set all or nothing ----------------------------------------------------------------------
+
+P1 = ("pre-key", "7")
+
+
+def held(**values: Any) -> Any:
+    """A read_state holding digests of s1=... and p1=... (absent when not given)."""
+    refs = {"s1": S1, "p1": P1}
+    return lambda company: {refs[name]: digest(v) for name, v in values.items()}
+
+
+def test_a_set_applied_in_part_is_caught_and_all_or_nothing_passes(history: History, clock: Clock) -> None:
+    op(history, clock, "set_keys", 1, 2, writes={S1: {"v": 1}, P1: {"k": 1}})
+    cut = op(
+        history, clock, "set_keys", 3, 4, INDETERMINATE, writes={S1: {"v": 2}, P1: None}, error=unknown()
+    )
+    verdict = sets_all_or_nothing(history, held(s1={"v": 2}, p1={"k": 1}))  # session written, pre-key kept
+    assert not verdict.ok and verdict.name == SET_ATOMIC and verdict.checked == 1
+    assert verdict.violations[0]["ops"][0]["op_id"] == cut.op_id
+    assert sets_all_or_nothing(history, held(s1={"v": 2})).ok  # all of it
+    assert sets_all_or_nothing(history, held(s1={"v": 1}, p1={"k": 1})).ok  # none of it
+
+
+def test_keys_a_later_write_may_have_changed_show_nothing(history: History, clock: Clock) -> None:
+    op(history, clock, "set_keys", 1, 2, writes={S1: {"v": 1}, P1: {"k": 1}})
+    op(history, clock, "set_keys", 3, 4, FAIL, writes={S1: {"v": 2}, P1: {"k": 2}}, error=refused())
+    op(history, clock, "set_keys", 5, 6, writes={S1: {"v": 2}})  # an acknowledged retry of the session
+    verdict = sets_all_or_nothing(history, held(s1={"v": 2}, p1={"k": 1}))
+    assert verdict.ok and verdict.checked == 1  # judged by the pre-key alone: not applied
+    assert sets_all_or_nothing(history, held(s1={"v": 1}, p1={"k": 1})).ok
 
 
 # -- no write applied while refused --------------------------------------------------------------

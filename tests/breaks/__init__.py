@@ -31,9 +31,9 @@ class Break:
 
 def catalogue() -> dict[str, Break]:
     """Every break, by name (imported lazily: the bridge modules load only when a break is wanted)."""
-    from tests.breaks import backup, health, rollback
+    from tests.breaks import backup, health, rollback, store
 
-    breaks = [*backup.BREAKS, *health.BREAKS, *rollback.BREAKS]
+    breaks = [*backup.BREAKS, *health.BREAKS, *rollback.BREAKS, *store.BREAKS]
     by_name = {b.name: b for b in breaks}
     if len(by_name) != len(breaks):
         raise ValueError("two breaks share a name")
