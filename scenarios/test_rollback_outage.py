@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.events import DEGRADED, RECOVERED, UNAVAILABLE, BridgeEvent, EventLog
+from bridge.events import DEGRADED, RECOVERED, UNAVAILABLE, BridgeEvent
 from bridge.resilient import BridgeState, ResilientStore
 from bridge.rollback.baileys_check import check_export_dir
 from bridge.rollback.export import export_database, export_from_cache
@@ -45,6 +45,7 @@ from reports.claims import dr_claim
 from reports.context import DR
 from scenarios.cache_support import bridge_config, claim, expect, history_jsonl, probe_bound
 from scenarios.export_support import differing_keys, folder_digests, missing_acknowledged, seed_companies
+from scenarios.rollback_claims_support import next_event
 
 SEED = 41
 STEADY_ACTIONS_PER_COMPANY = 10
@@ -139,13 +140,13 @@ def test_rollback_completes_within_rto_when_database_lost_longer_than_ttl(
             outage = faults.disable_proxy(auth_db.proxy)
             cleanup.callback(faults.heal_entry, outage)
             dr.mark("fault injected", t_fault)
-            degraded = _next_event(bridge.events, DEGRADED, timeout_s=patience, after=seen)
+            degraded = next_event(bridge.events, DEGRADED, timeout_s=patience, after=seen)
             dr.mark("detected", degraded.at_monotonic)
 
         with dr.phase(
             "observe", "escalated at the TTL; rolled back from the cache and from the operators' copy"
         ):
-            escalated = _next_event(bridge.events, UNAVAILABLE, timeout_s=ttl + patience, after=seen)
+            escalated = next_event(bridge.events, UNAVAILABLE, timeout_s=ttl + patience, after=seen)
             dr.mark("escalated", escalated.at_monotonic)
             paths = _roll_back_both_ways(bridge, auth_db.dsn, tmp_path, dr.clock)
             for path in paths.values():
@@ -169,7 +170,7 @@ def test_rollback_completes_within_rto_when_database_lost_longer_than_ttl(
         with dr.phase("recover", "healthy by itself, writes accepted again, nothing acknowledged lost"):
             # Recovery first re-reads every cached entry (the database wins), so it grows with the cache:
             # bounded here by the RTO, not by the probe interval (claim 3.1 times it at its own scale).
-            recovered = _next_event(bridge.events, RECOVERED, timeout_s=profile.rto_budget_s, after=seen)
+            recovered = next_event(bridge.events, RECOVERED, timeout_s=profile.rto_budget_s, after=seen)
             dr.mark("recovered", recovered.at_monotonic)
             dr.measure("time_to_recover", recovered.at_monotonic - t_healed, unit="s", check=False)
             wait_until(
@@ -317,16 +318,6 @@ def _consume_pre_keys(
         bridge.set_keys(company, {"pre-key": {i: None for i in used}})
     for key_id in used:
         del keys["pre-key"][key_id]
-
-
-def _next_event(events: EventLog, kind: str, *, timeout_s: float, after: int) -> BridgeEvent:
-    """The first event of kind at index >= after; fail naming the claim if it does not come in time."""
-    __tracebackhide__ = True
-    try:
-        return events.wait_for(kind, timeout_s=timeout_s, after=after)
-    except TimeoutError as exc:
-        expect([claim(f"the bridge emits '{kind}' within {timeout_s:.1f}s", [str(exc)])])
-        raise
 
 
 def _measure(
