@@ -30,7 +30,7 @@ detection: setup
 	$(PY) scripts/detection.py
 
 lint: setup
-	.venv/bin/ruff check bridge chaos fixtures reports scenarios tests benchmarks scripts
+	.venv/bin/ruff check bridge chaos environment fixtures reports scenarios tests benchmarks scripts
 	.venv/bin/mypy
 
 clean:

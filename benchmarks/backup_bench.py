@@ -26,7 +26,7 @@ from bridge.backup.manifest import object_context
 from bridge.backup.pgtools import create_database, drop_database, libpq_args, tables_size, with_dbname
 from bridge.backup.replicate import stores_for
 from bridge.backup.validate import validate_backup
-from fixtures.env import Environment
+from environment.env import Environment
 
 MB = 1024 * 1024
 RESTORE_OPTIONS = ("--no-owner", "--no-privileges", "--exit-on-error", "--no-password")

@@ -1,8 +1,8 @@
 """Row 5: bringing up our native environment against a bare initdb + pg_ctl start of the same cluster.
 
-Ours is fixtures.backends.build_native as the suite uses it: a template cluster (initdb), the main
+Ours is environment.backends.build_native as the suite uses it: a template cluster (initdb), the main
 cluster copied from it and started, toxiproxy-server and two moto_server regions, each answering.
-The baseline is fixtures.native.PostgresCluster doing only initdb (same flags) and pg_ctl start -w.
+The baseline is environment.native.PostgresCluster doing only initdb (same flags) and pg_ctl start -w.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 
 from chaos.profiles import Profile
-from fixtures.backends import build_native
-from fixtures.env import Environment
-from fixtures.native import PostgresCluster, find_pg_bindir, new_password
-from fixtures.procs import RunRegistry
+from environment.backends import build_native
+from environment.env import Environment
+from environment.native import PostgresCluster, find_pg_bindir, new_password
+from environment.procs import RunRegistry
 
 
 def bring_up(profile: Profile, worker: str) -> tuple[float, Environment]:

@@ -18,7 +18,7 @@ from bridge.resilient import BridgeState, ResilientStore
 from bridge.store import PgAuthStore
 from chaos.outages import OUTAGES, OutageTarget
 from chaos.toxiproxy import FaultSession, Toxiproxy
-from fixtures.env import AuthDatabase
+from environment.env import AuthDatabase
 
 PROBE_TIMEOUT_S = 1.0
 CONNECT_TIMEOUT_S = 2.0  # libpq's floor; a refused connection fails at once anyway

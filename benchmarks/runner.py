@@ -20,7 +20,7 @@ from benchmarks.data import CompanySet, Dataset
 from benchmarks.export_bench import ExportBench
 from benchmarks.results import Row, machine
 from chaos.profiles import get_profile
-from fixtures.env import Environment
+from environment.env import Environment
 
 WORKER = "bench"
 SECTIONS = {

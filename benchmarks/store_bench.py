@@ -24,7 +24,7 @@ from bridge.resilient import BridgeState, ResilientStore
 from bridge.store import PgAuthStore
 from chaos.outages import OUTAGES, OutageTarget
 from chaos.toxiproxy import FaultSession
-from fixtures.env import AuthDatabase
+from environment.env import AuthDatabase
 
 NAIVE_UPSERT = (
     "INSERT INTO whatsapp_keys (company_id, key_type, key_id, value) VALUES (%s, %s, %s, %s::jsonb) "

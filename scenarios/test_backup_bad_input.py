@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
-from backup_support import S3_TIMEOUT_S, Evidence, make_config, s3_proxy, scratch_databases, seed, snapshot
 
 from bridge.backup.catalog import DATA, MANIFEST, backup_key
 from bridge.backup.config import BackupConfig, BackupKey
@@ -21,6 +20,15 @@ from bridge.backup.create import BackupResult, create_backup
 from bridge.backup.errors import BucketNotFoundError, RegionUnavailableError, VerificationError
 from bridge.backup.manifest import Manifest
 from bridge.backup.validate import validate_backup
+from scenarios.backup_support import (
+    S3_TIMEOUT_S,
+    Evidence,
+    make_config,
+    s3_proxy,
+    scratch_databases,
+    seed,
+    snapshot,
+)
 
 
 @dataclass

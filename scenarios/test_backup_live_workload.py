@@ -7,7 +7,6 @@ import random
 from dataclasses import replace
 
 import pytest
-from backup_support import Evidence, make_config, scratch_databases, snapshot
 
 from bridge.backup.catalog import DATA, MANIFEST
 from bridge.backup.create import create_backup
@@ -19,6 +18,7 @@ from bridge.store import PgAuthStore
 from chaos import datagen
 from chaos.waiting import wait_until
 from chaos.workload import BaileysWorkload
+from scenarios.backup_support import Evidence, make_config, scratch_databases, snapshot
 
 MB = 1024 * 1024
 TARGET_RESTORE_S = 1800.0  # the 30-minute restore target of the plan

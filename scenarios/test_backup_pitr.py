@@ -18,7 +18,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from backup_support import S3_TIMEOUT_S, Evidence, make_config, seed, snapshot
 from psycopg.conninfo import conninfo_to_dict
 
 from bridge.backup.basebackup import create_base_backup
@@ -31,6 +30,7 @@ from bridge.backup.wal import parse_segment, remote_wal_names, segment_name, shi
 from bridge.store import PgAuthStore
 from chaos import datagen
 from chaos.waiting import wait_until
+from scenarios.backup_support import S3_TIMEOUT_S, Evidence, make_config, seed, snapshot
 
 DISASTERS = {
     "drop-tables": "DROP TABLE whatsapp_keys, whatsapp_auth",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-from backup_support import Evidence, make_config, only_region, s3_proxy, scratch_databases, seed, snapshot
 
 from bridge.backup.catalog import DATA, MANIFEST, backup_key, list_backups
 from bridge.backup.config import BackupConfig
@@ -16,6 +15,15 @@ from bridge.backup.errors import RegionUnavailableError, VerificationError
 from bridge.backup.pgtools import drop_database, with_dbname
 from bridge.backup.replicate import reconcile, stores_for
 from bridge.backup.validate import ValidationReport, restore_backup, validate_backup
+from scenarios.backup_support import (
+    Evidence,
+    make_config,
+    only_region,
+    s3_proxy,
+    scratch_databases,
+    seed,
+    snapshot,
+)
 
 
 def test_backup_completes_in_other_region_and_reconcile_repairs_when_region_down_during_backup(

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from backup_support import Evidence, make_config, seed
 
 from bridge.backup.catalog import list_backups
 from bridge.backup.config import BackupConfig
@@ -14,6 +13,7 @@ from bridge.backup.create import create_backup
 from bridge.backup.replicate import stores_for
 from bridge.backup.retention import RetentionPolicy, apply_retention
 from bridge.backup.validate import validate_backup
+from scenarios.backup_support import Evidence, make_config, seed
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)  # injected: mid-month, so the slots are fixed
 

@@ -86,7 +86,7 @@ class OutageCase:
 
     shape: OutageShape
     factor: float  # outage length / TTL
-    db: Any  # fixtures.env.AuthDatabase
+    db: Any  # environment.env.AuthDatabase
     target: OutageTarget
     faults: FaultSession
 

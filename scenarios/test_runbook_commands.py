@@ -41,7 +41,7 @@ from chaos.corruption import garbage_key_value
 from chaos.profiles import Profile
 from chaos.runbook import PROJECT_ROOT, BlockRun, Runbook, RunbookRunner
 from chaos.toxiproxy import FaultSession
-from fixtures.env import APP_ROLE
+from environment.env import APP_ROLE
 from reports.claims import dr_claim
 from reports.context import DR
 from scenarios.cache_support import bridge_config, claim, expect, probe_bound

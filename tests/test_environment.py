@@ -16,9 +16,9 @@ from chaos.errors import EnvironmentUnavailable
 from chaos.profiles import get_profile
 from chaos.toxiproxy import FaultSession
 from chaos.waiting import wait_until
-from fixtures.backends import build_native
-from fixtures.env import AuthDatabase, Environment
-from fixtures.procs import RunRegistry, _cmdline, pid_alive, purge_stale_runs
+from environment.backends import build_native
+from environment.env import AuthDatabase, Environment
+from environment.procs import RunRegistry, _cmdline, pid_alive, purge_stale_runs
 
 
 def _rtt_ms(dsn: str, rounds: int = 7) -> float:
@@ -214,7 +214,7 @@ def test_purge_spares_a_reused_pid(tmp_path) -> None:  # type: ignore[no-untyped
 
 
 def test_missing_binary_gives_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fixtures import native
+    from environment import native
 
     monkeypatch.setattr(native, "TOOLS_BIN", native.ROOT / "does-not-exist")
     monkeypatch.setenv("PATH", "/nonexistent")

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from rollback_support import differences, folder_json, generate_baileys_folder, read_folder_rows, seed_company
 
 from bridge import fsformat
 from bridge.rollback.baileys_check import (
@@ -18,6 +17,13 @@ from bridge.rollback.baileys_check import (
 )
 from bridge.rollback.export import export_database
 from bridge.rollback.importer import import_company_folder
+from tests.rollback_support import (
+    differences,
+    folder_json,
+    generate_baileys_folder,
+    read_folder_rows,
+    seed_company,
+)
 
 
 @pytest.fixture(scope="module")

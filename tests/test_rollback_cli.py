@@ -9,10 +9,10 @@ import sys
 
 import psycopg
 import pytest
-from rollback_support import db_state, differences, seed_company, synthetic_company
 
 from bridge.rollback.baileys_check import PROJECT_ROOT
 from bridge.rollback.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, add_rollback_commands
+from tests.rollback_support import db_state, differences, seed_company, synthetic_company
 
 MIX = {"pre-key": 3, "session": 3, "sender-key": 2, "sender-key-memory": 1, "app-state-sync-version": 1}
 

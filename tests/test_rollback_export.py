@@ -12,7 +12,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from rollback_support import (
+
+from bridge import codec, fsformat
+from bridge.errors import InvalidInputError, RollbackError
+from bridge.rollback import folder as folder_module
+from bridge.rollback import writer as writer_module
+from bridge.rollback.export import InvalidRowsError, export_database, export_from_cache
+from bridge.rollback.manifest import CompanySnapshot
+from tests.rollback_support import (
     db_state,
     differences,
     folder_json,
@@ -21,13 +28,6 @@ from rollback_support import (
     synthetic_company,
     synthetic_creds,
 )
-
-from bridge import codec, fsformat
-from bridge.errors import InvalidInputError, RollbackError
-from bridge.rollback import folder as folder_module
-from bridge.rollback import writer as writer_module
-from bridge.rollback.export import InvalidRowsError, export_database, export_from_cache
-from bridge.rollback.manifest import CompanySnapshot
 
 SMALL_MIX = {
     "pre-key": 5,

@@ -7,7 +7,6 @@ import shutil
 
 import psycopg
 import pytest
-from rollback_support import db_state, differences, seed_company, synthetic_company
 
 from bridge import codec
 from bridge.errors import InvalidInputError, RollbackError
@@ -15,6 +14,7 @@ from bridge.rollback.export import export_database, export_from_cache
 from bridge.rollback.folder import FolderInvalidError
 from bridge.rollback.importer import import_company_folder, import_export_dir
 from bridge.rollback.manifest import CompanySnapshot
+from tests.rollback_support import db_state, differences, seed_company, synthetic_company
 
 MIX = {
     "pre-key": 4,

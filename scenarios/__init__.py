@@ -1,0 +1,1 @@
+"""The DR claims, as tests; engines in the *_support modules."""
