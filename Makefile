@@ -31,6 +31,7 @@ detection: setup
 
 lint: setup
 	.venv/bin/ruff check bridge chaos environment fixtures reports scenarios tests benchmarks scripts
+	.venv/bin/ruff format --check bridge chaos environment fixtures reports scenarios tests benchmarks scripts
 	.venv/bin/mypy
 
 clean:

@@ -57,31 +57,28 @@ def measure(
         raise
     # A TTL far above the outages: this row measures detection, not the survival window.
     bridge = ResilientStore(store, probe, cache_ttl_s=3600.0, probe_interval_s=probe_interval_s)
-    faults = FaultSession(toxiproxy=toxiproxy)
     wait_s = 10 * probe_interval_s + CONNECT_TIMEOUT_S + 5.0
     try:
-        bridge.start()
-        bridge.get_creds(company)  # what the refresh re-reads on recovery: one company's creds and keys
-        bridge.get_keys(company, "session", session_ids)
-        for _ in range(outages):
-            phase = rng.uniform(0.0, probe_interval_s)
-            result.phases_s.append(phase)
-            time.sleep(phase)  # deliberate: start the outage at a random point of the probe cycle
-            seen = len(bridge.events)
-            t_inject = time.monotonic()
-            entry = OUTAGES["proxy_down"].inject(faults, OutageTarget(db.proxy))
-            detected = bridge.events.wait_for(DEGRADED, timeout_s=wait_s, after=seen)
-            result.detect_s.append(detected.at_monotonic - t_inject)
-            seen = len(bridge.events)
-            t_heal = time.monotonic()
-            faults.heal_entry(entry)
-            recovered = bridge.events.wait_for(RECOVERED, timeout_s=wait_s, after=seen)
-            result.recover_s.append(recovered.at_monotonic - t_heal)
-            if bridge.state is not BridgeState.HEALTHY:
-                raise RuntimeError(f"bridge is {bridge.state} after RECOVERED")
+        with FaultSession(toxiproxy=toxiproxy) as faults:
+            bridge.start()
+            bridge.get_creds(company)  # what the refresh re-reads on recovery: one company's creds and keys
+            bridge.get_keys(company, "session", session_ids)
+            for _ in range(outages):
+                phase = rng.uniform(0.0, probe_interval_s)
+                result.phases_s.append(phase)
+                time.sleep(phase)  # deliberate: start the outage at a random point of the probe cycle
+                seen = len(bridge.events)
+                t_inject = time.monotonic()
+                entry = OUTAGES["proxy_down"].inject(faults, OutageTarget(db.proxy))
+                detected = bridge.events.wait_for(DEGRADED, timeout_s=wait_s, after=seen)
+                result.detect_s.append(detected.at_monotonic - t_inject)
+                seen = len(bridge.events)
+                t_heal = time.monotonic()
+                faults.heal_entry(entry)
+                recovered = bridge.events.wait_for(RECOVERED, timeout_s=wait_s, after=seen)
+                result.recover_s.append(recovered.at_monotonic - t_heal)
+                if bridge.state is not BridgeState.HEALTHY:
+                    raise RuntimeError(f"bridge is {bridge.state} after RECOVERED")
     finally:
-        try:
-            faults.heal()
-        finally:
-            bridge.close()
+        bridge.close()
     return result

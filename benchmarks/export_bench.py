@@ -1,7 +1,7 @@
 """Row 1: rollback export throughput against a raw filesystem writer and against Baileys' own keys.set.
 
 All three write the same companies into a fresh directory each time (a tree just deleted on these
-machines makes file creation 10-17x slower, see TARGETS.md), and they take turns within a repetition
+machines makes file creation 10-17x slower, see docs/TARGETS.md), and they take turns within a repetition
 so that a slow minute of the shared machine hits all of them alike.
 """
 

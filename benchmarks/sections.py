@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from benchmarks.backup_bench import Backup
+from benchmarks.context import Context
 from benchmarks.data import CompanySet, Dataset
 from benchmarks.detect_bench import measure as measure_detection
 from benchmarks.export_bench import ExportSample
@@ -14,13 +15,10 @@ from benchmarks.results import Row, Target
 from benchmarks.stats import latency_summary, loglog_slope, median, percentile
 from benchmarks.store_bench import CREDS_BATCH_DICT, CREDS_BATCH_OURS, Comparison, StoreBench
 
-if TYPE_CHECKING:
-    from benchmarks.runner import Context
-
 MB = 1024 * 1024
-RESTORE_TARGET_S = 30 * 60  # TARGETS.md 4.2: restore in under 30 minutes
+RESTORE_TARGET_S = 30 * 60  # docs/TARGETS.md restore_s: restore in under 30 minutes
 EXPONENT_LIMIT = 1.2  # "about 1": up to 1.2 counts as linear; below 1, fixed costs still weigh
-STORE_COMPANY_KEYS = 1313  # the baseline company of TARGETS.md: 656 sessions to read 100 of
+STORE_COMPANY_KEYS = 1313  # the baseline company of docs/TARGETS.md: 656 sessions to read 100 of
 
 
 def _reps(n: int) -> str:
@@ -58,12 +56,34 @@ def export_rows(ctx: Context) -> list[Row]:
             f"after it: +{median([s.extra['sync_s'] for s in baileys]):.2f} s)"
         )
         detail = {"samples": [asdict(s) for s in (*ours, *raw, *baileys)]}
-        rows.append(Row(1, f"export {_size(companies)} vs raw fs writer", o, "keys/s", baseline=r,
-                        baseline_label="raw", ratio=o / r, ratio_label="ours/raw", target=Target(">=", 0.5),
-                        note=note, detail=detail))
-        rows.append(Row(1, f"export {_size(companies)} vs Baileys keys.set", o, "keys/s", baseline=b,
-                        baseline_label="Baileys", ratio=o / b, ratio_label="ours/Baileys",
-                        target=Target(">", 1.0)))
+        rows.append(
+            Row(
+                1,
+                f"export {_size(companies)} vs raw fs writer",
+                o,
+                "keys/s",
+                baseline=r,
+                baseline_label="raw",
+                ratio=o / r,
+                ratio_label="ours/raw",
+                target=Target(">=", 0.5),
+                note=note,
+                detail=detail,
+            )
+        )
+        rows.append(
+            Row(
+                1,
+                f"export {_size(companies)} vs Baileys keys.set",
+                o,
+                "keys/s",
+                baseline=b,
+                baseline_label="Baileys",
+                ratio=o / b,
+                ratio_label="ours/Baileys",
+                target=Target(">", 1.0),
+            )
+        )
     return rows
 
 
@@ -83,14 +103,30 @@ def _comparison_rows(comp: Comparison) -> list[Row]:
     writes = comp.name.startswith("set")
     label = "1 autocommit upsert per key" if writes else "100 single selects"
     return [
-        Row(2, f"{comp.name} keys: throughput (from mean latency)", o, "keys/s", baseline=n,
-            baseline_label=label, ratio=o / n, ratio_label="ours/naive",
-            target=Target(">=", 10.0) if writes else None),
-        Row(2, f"{comp.name} keys: latency P50 / P95 / P99", ours["p95_ms"], "ms", baseline=naive["p95_ms"],
-            ratio=naive["p95_ms"] / ours["p95_ms"], ratio_label="naive/ours at P95",
-            ours_text=_pcts(comp.ours_s), baseline_text=_pcts(comp.naive_s),
+        Row(
+            2,
+            f"{comp.name} keys: throughput (from mean latency)",
+            o,
+            "keys/s",
+            baseline=n,
+            baseline_label=label,
+            ratio=o / n,
+            ratio_label="ours/naive",
+            target=Target(">=", 10.0) if writes else None,
+        ),
+        Row(
+            2,
+            f"{comp.name} keys: latency P50 / P95 / P99",
+            ours["p95_ms"],
+            "ms",
+            baseline=naive["p95_ms"],
+            ratio=naive["p95_ms"] / ours["p95_ms"],
+            ratio_label="naive/ours at P95",
+            ours_text=_pcts(comp.ours_s),
+            baseline_text=_pcts(comp.naive_s),
             note=f"{ours['n']} calls against {naive['n']} naive batches of {comp.keys_per_call}; "
-            f"mean {ours['mean_ms']:.2f} vs {naive['mean_ms']:.2f} ms"),
+            f"mean {ours['mean_ms']:.2f} vs {naive['mean_ms']:.2f} ms",
+        ),
     ]
 
 
@@ -111,21 +147,33 @@ def store_rows(ctx: Context) -> list[Row]:
     rows = [row for comp in comparisons for row in _comparison_rows(comp)]
     creds, healthy = bench.cached_creds(ctx.env.toxiproxy, c.creds_reads)
     ours_us, dict_us = median(creds.ours_s) * 1e6, median(creds.naive_s) * 1e6
-    rows.append(Row(
-        2, "cached creds read (read-only mode) vs dict lookup", ours_us, "us", baseline=dict_us,
-        baseline_label="dict[key]", ratio=ours_us / dict_us, ratio_label="ours/dict",
-        ours_text=f"{ours_us:.1f} us (P95 {percentile(creds.ours_s, 95) * 1e6:.1f})",
-        baseline_text=f"{dict_us:.3f} us (P95 {percentile(creds.naive_s, 95) * 1e6:.3f})",
-        note=f"per read, median of {len(creds.ours_s)} batches of {CREDS_BATCH_OURS} reads / "
-        f"{CREDS_BATCH_DICT} lookups; a cached read revives a private copy (bytes as bytes) so that "
-        f"Baileys cannot mutate the cache; the healthy read-through costs {_pcts(healthy)}",
-    ))
+    rows.append(
+        Row(
+            2,
+            "cached creds read (read-only mode) vs dict lookup",
+            ours_us,
+            "us",
+            baseline=dict_us,
+            baseline_label="dict[key]",
+            ratio=ours_us / dict_us,
+            ratio_label="ours/dict",
+            ours_text=f"{ours_us:.1f} us (P95 {percentile(creds.ours_s, 95) * 1e6:.1f})",
+            baseline_text=f"{dict_us:.3f} us (P95 {percentile(creds.naive_s, 95) * 1e6:.3f})",
+            note=f"per read, median of {len(creds.ours_s)} batches of {CREDS_BATCH_OURS} reads / "
+            f"{CREDS_BATCH_DICT} lookups; a cached read revives a private copy (bytes as bytes) so that "
+            f"Baileys cannot mutate the cache; the healthy read-through costs {_pcts(healthy)}",
+        )
+    )
     ctx.details["store"] = {
-        **{comp.name: {"ours": latency_summary(comp.ours_s), "naive": latency_summary(comp.naive_s)}
-           for comp in comparisons},
-        "cached creds": {"ours_per_read": latency_summary(creds.ours_s),
-                         "dict_per_lookup": latency_summary(creds.naive_s),
-                         "healthy_read_through": latency_summary(healthy)},
+        **{
+            comp.name: {"ours": latency_summary(comp.ours_s), "naive": latency_summary(comp.naive_s)}
+            for comp in comparisons
+        },
+        "cached creds": {
+            "ours_per_read": latency_summary(creds.ours_s),
+            "dict_per_lookup": latency_summary(creds.naive_s),
+            "healthy_read_through": latency_summary(healthy),
+        },
     }
     return rows
 
@@ -147,23 +195,51 @@ def backup_rows(ctx: Context) -> list[Row]:
     backup = ctx.validated(companies, c.validate_reps)
     restored_mb, ours_rate, floor_rate = _restore_rates(backup)
     o, f = median(backup.validate_s), median(backup.floor_s)
-    phases = {k: median([r["phases_s"].get(k, 0.0) for r in backup.validate_reports])
-              for k in backup.validate_reports[0]["phases_s"]}
+    phases = {
+        k: median([r["phases_s"].get(k, 0.0) for r in backup.validate_reports])
+        for k in backup.validate_reports[0]["phases_s"]
+    }
     rows = [
-        Row(3, f"validate {_size(companies)} ({restored_mb:.0f} MB restored)", o, "s", baseline=f,
-            baseline_label="sha256sum + pg_restore", ratio=o / f, ratio_label="ours/floor",
+        Row(
+            3,
+            f"validate {_size(companies)} ({restored_mb:.0f} MB restored)",
+            o,
+            "s",
+            baseline=f,
+            baseline_label="sha256sum + pg_restore",
+            ratio=o / f,
+            ratio_label="ours/floor",
             target=Target("<=", 1.5),
             note=f"{_reps(len(backup.validate_s))}; phases "
             + ", ".join(f"{k} {v:.2f}" for k, v in phases.items())
-            + f"; dump {backup.plain_size / MB:.1f} MB (-Z1); backup create {backup.create_s:.2f} s"),
-        Row(3, "restore throughput (MB of restored tables / s)", ours_rate, "MB/s", baseline=floor_rate,
-            baseline_label="pg_restore", ratio=ours_rate / floor_rate, ratio_label="ours/floor",
-            note="ours = decrypt + pg_restore through a pipe; floor = pg_restore of the decrypted file"),
+            + f"; dump {backup.plain_size / MB:.1f} MB (-Z1); backup create {backup.create_s:.2f} s",
+        ),
+        Row(
+            3,
+            "restore throughput (MB of restored tables / s)",
+            ours_rate,
+            "MB/s",
+            baseline=floor_rate,
+            baseline_label="pg_restore",
+            ratio=ours_rate / floor_rate,
+            ratio_label="ours/floor",
+            note="ours = decrypt + pg_restore through a pipe; floor = pg_restore of the decrypted file",
+        ),
     ]
     for label, mb in (("220 MB", 220.0), ("1 GB", 1024.0)):
-        rows.append(Row(3, f"extrapolated restore of {label}", mb / ours_rate, "s", baseline=mb / floor_rate,
-                        baseline_label="pg_restore", ratio=floor_rate / ours_rate, ratio_label="ours/floor",
-                        target=Target("<=", RESTORE_TARGET_S, on="ours")))
+        rows.append(
+            Row(
+                3,
+                f"extrapolated restore of {label}",
+                mb / ours_rate,
+                "s",
+                baseline=mb / floor_rate,
+                baseline_label="pg_restore",
+                ratio=floor_rate / ours_rate,
+                ratio_label="ours/floor",
+                target=Target("<=", RESTORE_TARGET_S, on="ours"),
+            )
+        )
     ctx.details["backup"] = {**asdict(backup), "plain_dump": None}
     return rows
 
@@ -178,19 +254,35 @@ def detect_rows(ctx: Context) -> list[Row]:
     dataset = ctx.dataset(c.keys_per_company)
     (company,) = dataset.seed_database(db.dsn, db.admin_dsn, 1)
     sessions = sorted(dataset.companies[company][1]["session"])[:20]
-    result = measure_detection(db, ctx.env.toxiproxy, company, sessions, outages=c.outages,
-                               probe_interval_s=c.probe_interval_s, seed=c.seed)
+    result = measure_detection(
+        db,
+        ctx.env.toxiproxy,
+        company,
+        sessions,
+        outages=c.outages,
+        probe_interval_s=c.probe_interval_s,
+        seed=c.seed,
+    )
     interval = result.probe_interval_s
     rows = []
     for what, samples in (("detect", result.detect_s), ("recover", result.recover_s)):
         p95 = percentile(samples, 95)
-        rows.append(Row(
-            4, f"time to {what}, P95 of {len(samples)} proxy_down outages", p95, "s", baseline=interval,
-            baseline_label="probe interval", ratio=p95 / interval, ratio_label="P95/interval",
-            target=Target("<=", 2.0),
-            note=f"P50 {percentile(samples, 50):.3f} s, max {max(samples):.3f} s, mean "
-            f"{sum(samples) / len(samples):.3f} s; each outage starts at a random phase of the probe cycle",
-        ))
+        rows.append(
+            Row(
+                4,
+                f"time to {what}, P95 of {len(samples)} proxy_down outages",
+                p95,
+                "s",
+                baseline=interval,
+                baseline_label="probe interval",
+                ratio=p95 / interval,
+                ratio_label="P95/interval",
+                target=Target("<=", 2.0),
+                note=f"P50 {percentile(samples, 50):.3f} s, max {max(samples):.3f} s, "
+                f"mean {sum(samples) / len(samples):.3f} s; "
+                "each outage starts at a random phase of the probe cycle",
+            )
+        )
     ctx.details["detection"] = asdict(result)
     return rows
 
@@ -201,10 +293,20 @@ def detect_rows(ctx: Context) -> list[Row]:
 def bringup_rows(ours: list[float], bare: list[float]) -> list[Row]:
     """Our native environment against bare initdb + pg_ctl start."""
     o, b = median(ours), median(bare)
-    return [Row(5, "native env up (PostgreSQL + toxiproxy + 2 S3 regions)", o, "s", baseline=b,
-                baseline_label="initdb + pg_ctl start", ratio=o / b, ratio_label="ours/bare",
-                note=f"{_reps(len(ours))}; ours = template initdb + copy + start + toxiproxy-server + "
-                "2 moto_server, each answering")]
+    return [
+        Row(
+            5,
+            "native env up (PostgreSQL + toxiproxy + 2 S3 regions)",
+            o,
+            "s",
+            baseline=b,
+            baseline_label="initdb + pg_ctl start",
+            ratio=o / b,
+            ratio_label="ours/bare",
+            note=f"{_reps(len(ours))}; ours = template initdb + copy + start + toxiproxy-server + "
+            "2 moto_server, each answering",
+        )
+    ]
 
 
 # -- 6. growth -------------------------------------------------------------------------------------
@@ -226,23 +328,40 @@ def growth_rows(ctx: Context) -> list[Row]:
         ),
     }
     backups = [ctx.validated(s, reps) for s, reps in zip(sets, c.growth_reps, strict=True)]
-    curves["validation"] = ([median(b.validate_s) for b in backups], [median(b.floor_s) for b in backups],
-                            "sha256sum + pg_restore")
+    curves["validation"] = (
+        [median(b.validate_s) for b in backups],
+        [median(b.floor_s) for b in backups],
+        "sha256sum + pg_restore",
+    )
     points = " / ".join(f"{s.keys_per_company:,}" for s in sets)
     rows = []
     for what, (ours, base, label) in curves.items():
         slope_ours, slope_base = loglog_slope(keys, ours), loglog_slope(keys, base)
         upper = loglog_slope(keys[-2:], ours[-2:])
-        rows.append(Row(
-            6, f"{what} cost exponent, {len(sets[0].ids)} co x {points} keys", slope_ours, "",
-            baseline=slope_base, baseline_label=label, ratio=slope_ours / slope_base,
-            ratio_label="ours/baseline", target=Target("<=", EXPONENT_LIMIT, on="ours"),
-            note="seconds " + ", ".join(f"{t:.2f}" for t in ours) + " (baseline "
-            + ", ".join(f"{t:.2f}" for t in base) + f"); exponent between the two largest points "
-            f"{upper:.2f}; repetitions {list(c.growth_reps)}",
-        ))
-    ctx.details["growth"] = {"keys": keys, **{f"{w}_ours_s": v[0] for w, v in curves.items()},
-                             **{f"{w}_baseline_s": v[1] for w, v in curves.items()}}
+        rows.append(
+            Row(
+                6,
+                f"{what} cost exponent, {len(sets[0].ids)} co x {points} keys",
+                slope_ours,
+                "",
+                baseline=slope_base,
+                baseline_label=label,
+                ratio=slope_ours / slope_base,
+                ratio_label="ours/baseline",
+                target=Target("<=", EXPONENT_LIMIT, on="ours"),
+                note="seconds "
+                + ", ".join(f"{t:.2f}" for t in ours)
+                + " (baseline "
+                + ", ".join(f"{t:.2f}" for t in base)
+                + f"); exponent between the two largest points "
+                f"{upper:.2f}; repetitions {list(c.growth_reps)}",
+            )
+        )
+    ctx.details["growth"] = {
+        "keys": keys,
+        **{f"{w}_ours_s": v[0] for w, v in curves.items()},
+        **{f"{w}_baseline_s": v[1] for w, v in curves.items()},
+    }
     return rows
 
 

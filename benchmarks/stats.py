@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 
 def median(values: Sequence[float]) -> float:
@@ -52,10 +50,3 @@ def loglog_slope(sizes: Sequence[float], costs: Sequence[float]) -> float:
     if sxx == 0:
         raise ValueError("a slope needs at least two different sizes")
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    """Run fn once; return (seconds, its result)."""
-    t0 = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - t0, result

@@ -142,7 +142,6 @@ class StoreBench:
             store.close()
             raise
         bridge = ResilientStore(store, probe, cache_ttl_s=3600.0, probe_interval_s=3600.0)
-        faults = FaultSession(toxiproxy=toxiproxy)
         company = self.creds_company
 
         def cached_reads() -> None:
@@ -154,21 +153,19 @@ class StoreBench:
                 plain[company]
 
         try:
-            healthy = [_time(bridge.get_creds, company) for _ in range(50)]
-            plain = {company: bridge.get_creds(company)}
-            OUTAGES["proxy_down"].inject(faults, OutageTarget(self.db.proxy))
-            if bridge.probe_once() is not BridgeState.DEGRADED:
-                raise RuntimeError(
-                    f"bridge did not turn read-only with the proxy down: {bridge.last_probe_error}"
-                )
-            ours: list[float] = []
-            lookups: list[float] = []
-            for _ in range(batches):
-                ours.append(_time(cached_reads) / CREDS_BATCH_OURS)
-                lookups.append(_time(dict_lookups) / CREDS_BATCH_DICT)
+            with FaultSession(toxiproxy=toxiproxy) as faults:
+                healthy = [_time(bridge.get_creds, company) for _ in range(50)]
+                plain = {company: bridge.get_creds(company)}
+                OUTAGES["proxy_down"].inject(faults, OutageTarget(self.db.proxy))
+                if bridge.probe_once() is not BridgeState.DEGRADED:
+                    raise RuntimeError(
+                        f"bridge did not turn read-only with the proxy down: {bridge.last_probe_error}"
+                    )
+                ours: list[float] = []
+                lookups: list[float] = []
+                for _ in range(batches):
+                    ours.append(_time(cached_reads) / CREDS_BATCH_OURS)
+                    lookups.append(_time(dict_lookups) / CREDS_BATCH_DICT)
         finally:
-            try:
-                faults.heal()
-            finally:
-                bridge.close()
+            bridge.close()
         return Comparison("cached creds read", 1, ours, lookups), healthy

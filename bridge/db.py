@@ -21,6 +21,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from bridge.errors import DatabaseUnavailableError, InvalidInputError, StoreError, WriteOutcomeUnknownError
+from bridge.redact import REDACTED, redact_values
 
 APPLICATION_NAME = "wa-session-bridge"
 # libpq refuses connect timeouts below 2 s (a value of 1 means 2), so the bridge cannot promise less.
@@ -47,7 +48,7 @@ def _conninfo_keywords() -> frozenset[str]:
 def _redact_parse_error(message: str) -> str:
     """Keep libpq's parse error but drop quoted fragments other than option names and "=" (may be secrets)."""
     keep = _conninfo_keywords() | {"="}
-    return re.sub(r'"([^"]*)"', lambda m: m.group(0) if m.group(1) in keep else '"..."', message)
+    return re.sub(r'"([^"]*)"', lambda m: m.group(0) if m.group(1) in keep else f'"{REDACTED}"', message)
 
 
 def parse_dsn(dsn: str) -> tuple[dict[str, str], DsnInfo]:
@@ -80,8 +81,7 @@ def describe_dsn(dsn: str) -> str:
 
 def scrub(message: str, params: dict[str, str]) -> str:
     """Remove the DSN's password from a message, in case a driver ever echoes it."""
-    password = params.get("password")
-    return message.replace(password, "***") if password else message
+    return redact_values(message, [params.get("password") or ""])
 
 
 def connect_kwargs(

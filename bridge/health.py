@@ -1,6 +1,6 @@
 """Database health monitoring: rolling query latency, pool use, expired keys and outages, with alerts.
 
-Targets (TARGETS.md 2.x): query latency P95 < 200 ms and P99 < 500 ms; an alert for any query
+Targets (docs/TARGETS.md 2.x): query latency P95 < 200 ms and P99 < 500 ms; an alert for any query
 slower than 500 ms, for pool utilisation above 80 %, for more than 500 expired keys, and for a
 database outage. ``HealthMonitor`` is fed by the store (one ``observe_query`` per statement), by
 a pool probe and by the cleanup job, and turns those observations into alerts:
@@ -70,7 +70,7 @@ def _check_positive(name: str, value: object, *, integer: bool = False) -> None:
 
 @dataclass(frozen=True)
 class HealthThresholds:
-    """Alert thresholds and window sizes; the defaults are the production targets of TARGETS.md 2.x."""
+    """Alert thresholds and window sizes; the defaults are the production targets of docs/TARGETS.md 2.x."""
 
     slow_query_s: float = 0.5  # one query above this raises slow_query
     p95_target_s: float = 0.2  # rolling P95 above this raises p95_latency

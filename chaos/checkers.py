@@ -26,6 +26,7 @@ import psycopg
 
 from bridge.events import CACHE_REFRESHED, DEGRADED, RECOVERED, BridgeEvent
 from bridge.store import decode_creds, decode_key
+from chaos.errors import SteadyStateViolated
 from chaos.history import CREDS, FAIL, INDETERMINATE, OK, History, KeyRef, Op, digest
 from chaos.tap import StoreTap
 
@@ -39,6 +40,8 @@ CREDS_ROLLBACK = "creds never roll back"
 CACHE_SERVED = "reads served from the cache within the TTL"
 WRITES_REFUSED = "writes refused cleanly in read-only mode"
 SET_ATOMIC = "keys.set applied all or nothing"
+
+CLAIM_VIOLATED = "DR claim violated"  # how expect's AssertionError starts, so tests can tell it apart
 
 # Enough offending ops per violation to replay it; a broken bridge can produce thousands of violations.
 MAX_VIOLATIONS = 50
@@ -70,6 +73,50 @@ class Verdict:
             "total_violations": self.total_violations,
             "violations": self.violations,
         }
+
+
+def claim(name: str, problems: Iterable[str], *, checked: int = 1) -> Verdict:
+    """A scenario-level claim as a Verdict: ok when there are no problems."""
+    found = [{"what": p, "ops": []} for p in problems]
+    return Verdict(name, not found, found, checked, len(found))
+
+
+def exercised(verdict: Verdict, what: str) -> Verdict:
+    """The verdict, failed if it checked nothing: a claim the run never exercised proves nothing."""
+    if verdict.checked:
+        return verdict
+    return claim(verdict.name, [f"never exercised: {what}"], checked=0)
+
+
+def expect(verdicts: Sequence[Verdict]) -> None:
+    """Fail naming every violated claim, with its first violations; pass silently otherwise."""
+    __tracebackhide__ = True
+    failed = [v for v in verdicts if not v.ok]
+    if not failed:
+        return
+    lines = [f"{CLAIM_VIOLATED}: " + "; ".join(v.name for v in failed)]
+    for v in failed:
+        lines.append(f"- {v.describe()}")
+        lines.extend(f"    {x['what']}" for x in v.violations[1:3])
+    raise AssertionError("\n".join(lines))
+
+
+def expect_steady(verdicts: Sequence[Verdict]) -> None:
+    """Before the fault: raise SteadyStateViolated naming every unmet condition; pass silently otherwise."""
+    __tracebackhide__ = True
+    failed = [v for v in verdicts if not v.ok]
+    if failed:
+        raise SteadyStateViolated(
+            "; ".join(v.name.removeprefix("steady state: ") for v in failed),
+            [x["what"] for v in failed for x in v.violations],
+        )
+
+
+def require_steady(condition: bool, what: str, observed: object = None) -> None:
+    """Before the fault: raise SteadyStateViolated naming what does not hold (and what was seen instead)."""
+    __tracebackhide__ = True
+    if not condition:
+        raise SteadyStateViolated(what, [] if observed is None else [f"observed: {observed}"])
 
 
 class _Judge:

@@ -1,7 +1,9 @@
 """Data faults: a flipped heap byte, a garbage key value, rows deleted or truncated behind the bridge.
 
-Each fault records what it changed so that healing can put it back (the byte, the value), and
-returns a description naming the table, company and key it touched.
+The flipped byte and the garbage value are undone in place: each pushes its undo onto the FaultSession
+as soon as the change exists. Deleted and truncated rows are not: nothing keeps a copy of them, so those
+two faults push no undo and are healed only by restoring a backup, as the corruption scenarios do.
+Each fault returns what it touched: the table, company and key.
 """
 
 from __future__ import annotations
@@ -10,17 +12,26 @@ import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
 
 from chaos.errors import FaultInjectionError
+from chaos.process import ControlledPostgres
 from chaos.toxiproxy import FaultSession, _Undo
 
 PAGE_SIZE = 8192
 # A value that is structurally JSON but not valid BufferJSON: base64 with characters outside the alphabet.
 GARBAGE_VALUE: dict[str, Any] = {"type": "Buffer", "data": "@@not base64@@"}
+
+
+class LocalPostgres(ControlledPostgres, Protocol):
+    """A controlled server whose data directory and binaries are on this host, as file-level faults need."""
+
+    @property
+    def data_dir(self) -> Path: ...
+    def run_tool(self, tool: str, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]: ...
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,7 @@ def relation_file(admin_dsn: str, data_dir: Path, table: str) -> Path:
 
 
 def flip_heap_byte(
-    faults: FaultSession, pg: Any, admin_dsn: str, table: str, *, block: int = 0
+    faults: FaultSession, pg: LocalPostgres, admin_dsn: str, table: str, *, block: int = 0
 ) -> HeapCorruption:
     """Stop the server, flip one byte in the tuple area of a heap page, restart; healing flips it back."""
     with psycopg.connect(admin_dsn) as conn:
@@ -59,36 +70,40 @@ def flip_heap_byte(
     offset = block * PAGE_SIZE + PAGE_SIZE - 64
     pg.stop("fast")
     try:
-        with path.open("r+b") as f:
+        with path.open("rb") as f:
             f.seek(offset)
             original = f.read(1)[0]
-            f.seek(offset)
-            f.write(bytes([original ^ 0xFF]))
-    finally:
+        _write_byte(path, offset, original ^ 0xFF)
+    except BaseException:
         pg.start()
-    corruption = HeapCorruption(table, path, block, offset, original)
+        raise
 
     def heal() -> None:
-        pg.stop("fast")
+        pg.stop("fast")  # a no-op when the restart below failed and left the server down
         try:
-            with path.open("r+b") as f:
-                f.seek(offset)
-                f.write(bytes([original]))
+            _write_byte(path, offset, original)
         finally:
             pg.start()
 
+    # The byte is flipped from here on: push its undo before the restart, so a start that raises (bad
+    # configuration, port taken, timeout) still leaves the flip-back on the stack.
     faults.push(heal, f"byte flipped in {table} block {block} at offset {offset}")
-    return corruption
+    pg.start()
+    return HeapCorruption(table, path, block, offset, original)
 
 
-def pg_checksums_report(pg: Any) -> subprocess.CompletedProcess[str]:
+def _write_byte(path: Path, offset: int, value: int) -> None:
+    """Overwrite one byte of a file in place."""
+    with path.open("r+b") as f:
+        f.seek(offset)
+        f.write(bytes([value]))
+
+
+def pg_checksums_report(pg: LocalPostgres) -> subprocess.CompletedProcess[str]:
     """Run pg_checksums --check on the stopped cluster and restart it; returns the completed process."""
     pg.stop("fast")
     try:
-        result: subprocess.CompletedProcess[str] = pg.run_tool(
-            "pg_checksums", "--check", "-D", str(pg.data_dir)
-        )
-        return result
+        return pg.run_tool("pg_checksums", "--check", "-D", str(pg.data_dir))
     finally:
         pg.start()
 
@@ -121,7 +136,7 @@ def garbage_key_value(
 def delete_rows(
     admin_dsn: str, company_id: str, *, fraction: float, key_type: str | None = None
 ) -> list[tuple[str, str]]:
-    """Delete a fraction of a company's keys behind the bridge's back; return the (type, id) deleted."""
+    """Delete a fraction of a company's keys behind the bridge (no undo: restore heals it); return them."""
     if not 0 < fraction <= 1:
         raise FaultInjectionError(f"fraction must be within (0, 1], got {fraction}")
     with psycopg.connect(admin_dsn) as conn:
@@ -136,7 +151,7 @@ def delete_rows(
 
 
 def truncate_table(admin_dsn: str, table: str) -> int:
-    """TRUNCATE a table behind the bridge's back; return how many rows it held."""
+    """TRUNCATE a table behind the bridge (no undo: restore heals it); return how many rows it held."""
     if table not in ("whatsapp_auth", "whatsapp_keys"):
         raise FaultInjectionError(
             f"refusing to truncate {table!r}; valid tables: whatsapp_auth, whatsapp_keys"

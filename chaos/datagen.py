@@ -1,9 +1,13 @@
 """Realistic Baileys 6.7.x auth state from a seeded RNG: creds and every signal key type, in memory form.
 
-Shapes follow ../shared/baileys-auth-format.md: bytes are bytes (KeyPairs, signatures, hashes), the
-fields Baileys keeps as base64 *strings* stay strings (advSecretKey, account, session internals,
+Shapes follow Baileys 6.7.24's multi-file auth state: bytes are bytes (KeyPairs, signatures, hashes),
+the fields Baileys keeps as base64 *strings* stay strings (advSecretKey, account, session internals,
 app-state keyData), sender keys are the bytes of a JSON text whose inner Buffers are byte arrays, and
 app-state-sync-key values keep their protobuf-JSON form. The same seed always gives the same data.
+
+Every key pair is a real X25519 pair (creds, pre-keys, session ratchets, own sender keys), so the pinned
+Baileys and libsignal accept the data: compat/verify_folder.js checks that each public key matches its
+private key.
 """
 
 from __future__ import annotations
@@ -11,7 +15,11 @@ from __future__ import annotations
 import base64
 import json
 import random
+from collections.abc import Mapping
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bridge.ids import KEY_TYPES
 
@@ -37,9 +45,24 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def x25519_pair(rng: random.Random) -> tuple[bytes, bytes]:
+    """A real X25519 pair (private, public), raw 32 bytes each, from 64 bytes of rng.
+
+    The private key is the first 32 bytes; the second 32 are drawn and dropped, so each pair takes as
+    much of the stream as a random pair did and the ids and workload choices drawn after it stay put.
+    """
+    private = rng.randbytes(32)
+    rng.randbytes(32)
+    public = (
+        X25519PrivateKey.from_private_bytes(private).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
+    return private, public
+
+
 def key_pair(rng: random.Random) -> dict[str, bytes]:
-    """A raw X25519 KeyPair (32 + 32 bytes, public without the 0x05 prefix)."""
-    return {"private": rng.randbytes(32), "public": rng.randbytes(32)}
+    """A Baileys KeyPair: a real X25519 pair, 32 + 32 bytes, public without the 0x05 prefix."""
+    private, public = x25519_pair(rng)
+    return {"private": private, "public": public}
 
 
 def phone(rng: random.Random) -> str:
@@ -73,12 +96,14 @@ def session_value(rng: random.Random) -> dict[str, Any]:
             for _ in range(rng.choice((1, 2)))
         }
         created = _EPOCH_MS + rng.randrange(0, 10**9)
+        registration_id = rng.randrange(1, 16384)  # before the pair: a seed draws in the order it always did
+        ratchet_private, ratchet_public = x25519_pair(rng)
         entry: dict[str, Any] = {
-            "registrationId": rng.randrange(1, 16384),
+            "registrationId": registration_id,
             "currentRatchet": {
                 "ephemeralKeyPair": {
-                    "pubKey": b64(b"\x05" + rng.randbytes(32)),
-                    "privKey": b64(rng.randbytes(32)),
+                    "pubKey": b64(b"\x05" + ratchet_public),
+                    "privKey": b64(ratchet_private),
                 },
                 "lastRemoteEphemeralKey": b64(b"\x05" + rng.randbytes(32)),
                 "previousCounter": rng.randrange(0, 20),
@@ -113,9 +138,11 @@ def sender_key_value(rng: random.Random, *, own: bool = False) -> bytes:
     """A 6.7.19+ sender key: the UTF-8 JSON text of SenderKeyRecord.serialize(), carried as bytes."""
     states = []
     for _ in range(rng.choice((1, 1, 2))):
-        signing: dict[str, Any] = {"public": _native_buffer(b"\x05" + rng.randbytes(32))}
-        if own:
-            signing["private"] = _native_buffer(rng.randbytes(32))
+        if own:  # only our own sender key carries its private half, which must match the public one
+            private, public = x25519_pair(rng)
+            signing = {"public": _native_buffer(b"\x05" + public), "private": _native_buffer(private)}
+        else:
+            signing = {"public": _native_buffer(b"\x05" + rng.randbytes(32))}
         iteration = rng.randrange(0, 200)
         states.append(
             {
@@ -244,7 +271,21 @@ def make_company(rng: random.Random, company_id: str, n_keys: int) -> tuple[dict
     """Return (creds, {type: {id: value}}) with exactly n_keys keys; every type present when n_keys >= 6."""
     if n_keys < 0:
         raise ValueError(f"n_keys must be >= 0, got {n_keys}")
-    counts = _counts(n_keys)
+    return make_company_with(rng, company_id, _counts(n_keys))
+
+
+def make_company_with(
+    rng: random.Random, company_id: str, mix: Mapping[str, int]
+) -> tuple[dict[str, Any], Keys]:
+    """Return (creds, {type: {id: value}}) with exactly mix[type] keys of each type (absent types: none)."""
+    unknown = sorted(set(mix) - set(KEY_TYPES))
+    if unknown or any(n < 0 for n in mix.values()):
+        raise ValueError(f"mix needs counts >= 0 of the key types {list(KEY_TYPES)}, got {dict(mix)}")
+    if mix.get("app-state-sync-version", 0) > len(APP_STATE_COLLECTIONS):
+        raise ValueError(
+            f"at most {len(APP_STATE_COLLECTIONS)} app-state-sync-version keys (one per collection)"
+        )
+    counts = {t: mix.get(t, 0) for t in KEY_TYPES}
     own_user = phone(rng)
     keys: Keys = {t: {} for t in KEY_TYPES}
     # Consumed pre-keys are gone, so the live ones start above 1 and end just below nextPreKeyId.

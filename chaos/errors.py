@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from bridge.waiting import WaitTimeout
+
+# How SteadyStateViolated's message starts: the DR summary tells a broken steady state from a missed target.
+STEADY_STATE_VIOLATED = "steady state violated"
+
 
 class ChaosError(Exception):
     """Root of every error the chaos library raises on purpose."""
@@ -16,17 +24,24 @@ class FaultInjectionError(ChaosError):
 
 
 class SteadyStateViolated(ChaosError):
-    """The system was not in its steady state before or after a fault."""
+    """The system was not in its steady state before the fault: the suite or its environment is at fault."""
 
-
-class RecoveryTimeout(ChaosError):
-    """Something awaited did not happen within its deadline."""
-
-    def __init__(
-        self, message: str, *, what: str, elapsed: float, timeout: float, last_error: str | None
-    ) -> None:
-        super().__init__(message)
+    def __init__(self, what: str, problems: Sequence[str]) -> None:
         self.what = what
-        self.elapsed = elapsed
-        self.timeout = timeout
-        self.last_error = last_error
+        self.problems = list(problems)
+        lines = [
+            f"{STEADY_STATE_VIOLATED}: {what}",
+            "before any fault was injected, so the suite or its environment is at fault, not the DR measure",
+            *(f"- {p}" for p in self.problems[:5]),
+        ]
+        if len(self.problems) > 5:
+            lines.append(f"- ... and {len(self.problems) - 5} more")
+        super().__init__("\n".join(lines))
+
+    def __reduce__(self) -> tuple[type[SteadyStateViolated], tuple[str, list[str]], dict[str, Any]]:
+        # Exceptions pickle as cls(*args), and args holds the message: rebuild from the data instead.
+        return type(self), (self.what, self.problems), self.__dict__
+
+
+class RecoveryTimeout(ChaosError, WaitTimeout):
+    """Something awaited did not happen within its deadline (what, elapsed, timeout, last_error)."""

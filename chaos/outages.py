@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from chaos import process
 from chaos.toxiproxy import FaultSession, Proxy, _Undo
@@ -15,7 +14,7 @@ class OutageTarget:
     """What an outage acts on: the proxy the bridge connects through, and the server behind it."""
 
     proxy: Proxy
-    pg: Any | None = None  # a ControlledPostgres, for process-level shapes
+    pg: process.ControlledPostgres | None = None  # None: only the proxy-level shapes apply
 
 
 @dataclass(frozen=True)
@@ -38,8 +37,7 @@ def _controlled(t: OutageTarget) -> process.ControlledPostgres:
     """The target's server; inject() has already refused a target without one."""
     if t.pg is None:
         raise ValueError("this outage needs a server under process control")
-    pg: process.ControlledPostgres = t.pg
-    return pg
+    return t.pg
 
 
 def _blackhole(faults: FaultSession, t: OutageTarget) -> _Undo:

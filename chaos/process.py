@@ -1,4 +1,4 @@
-"""Process faults on PostgreSQL: SIGKILL, immediate stop, SIGSTOP freeze, restart; each healed by its undo."""
+"""Process faults on PostgreSQL: SIGKILL and SIGSTOP freeze; each healed by its undo."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from chaos.toxiproxy import FaultSession, _Undo
 class ControlledPostgres(Protocol):
     """A PostgreSQL server whose processes we may signal, stop and start."""
 
-    name: str
-
+    @property
+    def name(self) -> str: ...
     def postmaster_pid(self) -> int: ...
     def kill(self, sig: int = signal.SIGKILL) -> None: ...
     def signal_all(self, sig: int) -> list[int]: ...
@@ -23,7 +23,7 @@ class ControlledPostgres(Protocol):
 
 
 def _ensure_started(pg: ControlledPostgres) -> None:
-    """Undo of a stop or kill: start the server unless something else already did."""
+    """Undo of a kill: start the server unless something else already did."""
     pg.signal_all(signal.SIGCONT)
     if not pg.is_running():
         pg.start()
@@ -33,14 +33,12 @@ def kill_postmaster(faults: FaultSession, pg: ControlledPostgres) -> _Undo:
     """SIGKILL the postmaster (crash); healing restarts it, which runs crash recovery."""
     if not pg.is_running():
         raise FaultInjectionError(f"cannot kill {pg.name}: it is not running")
+    # Registered before kill(), which may wait up to 30 s for the processes to exit: an interrupted or
+    # failed wait must still leave the restart on the stack. Should the signal never go out, the undo
+    # finds the server running and does nothing.
+    entry = faults.push(lambda: _ensure_started(pg), f"postmaster of {pg.name} SIGKILLed")
     pg.kill(signal.SIGKILL)
-    return faults.push(lambda: _ensure_started(pg), f"postmaster of {pg.name} SIGKILLed")
-
-
-def stop_immediate(faults: FaultSession, pg: ControlledPostgres) -> _Undo:
-    """pg_ctl stop -m immediate (no shutdown checkpoint); healing restarts it."""
-    pg.stop("immediate")
-    return faults.push(lambda: _ensure_started(pg), f"{pg.name} stopped with -m immediate")
+    return entry
 
 
 def freeze(faults: FaultSession, pg: ControlledPostgres) -> _Undo:
@@ -52,12 +50,4 @@ def freeze(faults: FaultSession, pg: ControlledPostgres) -> _Undo:
     def thaw() -> None:
         pg.signal_all(signal.SIGCONT)
 
-    return faults.push(
-        thaw, f"{pg.name} frozen (SIGSTOP of {len(pids)} processes)"
-    )
-
-
-def restart(pg: ControlledPostgres, mode: str = "fast") -> None:
-    """Stop and start again (a restart under load); not a lasting fault, so nothing to undo."""
-    pg.stop(mode)
-    pg.start()
+    return faults.push(thaw, f"{pg.name} frozen (SIGSTOP of {len(pids)} processes)")

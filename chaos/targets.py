@@ -42,7 +42,7 @@ class Target:
         return int(self.value)
 
 
-def parse_targets(text: str, *, source: str = "TARGETS.md") -> dict[str, Target]:
+def parse_targets(text: str, *, source: str = "docs/TARGETS.md") -> dict[str, Target]:
     """Parse the targets table; reject a malformed row, a duplicate id or a missing plan target."""
     targets: dict[str, Target] = {}
     in_table = False

@@ -8,6 +8,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 from chaos.errors import FaultInjectionError
@@ -238,12 +239,30 @@ class FaultSession:
     """Undo stack of every fault injected in one scenario; heal() replays it in reverse, safely twice.
 
     Modelled on pytest's MonkeyPatch: each injection pushes its undo, and heal() runs every undo
-    even when an earlier one fails, raising the failures together at the end.
+    even when an earlier one fails, raising the failures together at the end. As a context manager
+    (`with FaultSession(toxiproxy=...) as faults:`) it heals everything when the block ends, even on error.
     """
 
     toxiproxy: Toxiproxy | None = None
     listeners: list[Callable[[str, str], None]] = field(default_factory=list)
     _stack: list[_Undo] = field(default_factory=list)
+
+    def __enter__(self) -> FaultSession:
+        """The session itself; leaving the block heals every fault."""
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Heal everything; when the block raised, a healing failure is noted on its error, never hides it."""
+        if exc is None:
+            self.heal()
+            return
+        try:
+            self.heal()
+        except ExceptionGroup as group:
+            failures = "; ".join(f"{type(e).__name__}: {e}" for e in group.exceptions)
+            exc.add_note(f"also, healing faults failed: {failures}")
 
     def push(self, undo: Callable[[], None], what: str) -> _Undo:
         """Record an undo action for a fault just injected."""

@@ -1,52 +1,14 @@
-"""One way to wait: poll a predicate with a deadline, fail fast when the awaited process died."""
+"""The chaos library's wait: bridge.waiting.wait_until, failing with RecoveryTimeout (a ChaosError).
+
+The polling lives once, in the lowest layer that waits (the bridge's restore waits too); here only the
+error differs, so that callers of the chaos library catch one ChaosError family.
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import TypeVar
+import functools
 
+from bridge import waiting
 from chaos.errors import RecoveryTimeout
 
-T = TypeVar("T")
-
-
-def wait_until(
-    predicate: Callable[[], T],
-    *,
-    timeout: float,
-    what: str,
-    interval: float = 0.05,
-    alive: Callable[[], bool] | None = None,
-    log_tail: Callable[[], str] | None = None,
-    hint: str = "",
-) -> T:
-    """Return the first truthy result of predicate(); raise RecoveryTimeout with context otherwise.
-
-    Exceptions raised by the predicate count as "not yet" and the last one is reported.
-    ``alive`` is checked every round, so a dead server fails at once instead of at the deadline.
-    """
-    start = time.monotonic()
-    last_error: str | None = None
-    while True:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except Exception as exc:  # the predicate probes something that is not up yet
-            last_error = f"{type(exc).__name__}: {exc}"
-        elapsed = time.monotonic() - start
-        dead = alive is not None and not alive()
-        if dead or elapsed >= timeout:
-            reason = "the process died" if dead else f"timed out after {elapsed:.1f}s (limit {timeout:.1f}s)"
-            parts = [f"waiting for {what}: {reason}"]
-            if last_error:
-                parts.append(f"last error: {last_error}")
-            if log_tail is not None:
-                parts.append("log tail:\n" + log_tail())
-            if hint:
-                parts.append(f"hint: {hint}")
-            raise RecoveryTimeout(
-                "\n".join(parts), what=what, elapsed=elapsed, timeout=timeout, last_error=last_error
-            )
-        time.sleep(interval)
+wait_until = functools.partial(waiting.wait_until, error=RecoveryTimeout)

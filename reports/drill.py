@@ -55,10 +55,11 @@ class DrillOutcome:
     problems: list[str] = field(default_factory=list)
 
     def exit_code(self) -> int:
-        """1 when a DR target was missed; 2 when the run itself was not trustworthy; else 0."""
-        if self.verdict == "DR TARGET MISSED":
+        """1 when a DR target was missed; 2 when the run itself was not trustworthy (a suite or environment
+        error, such as a scenario whose steady state did not hold before its fault); else 0."""
+        if self.verdict == summary.TARGET_MISSED:
             return EXIT_TARGET_MISSED
-        if self.problems or self.verdict != "ALL DR TARGETS MET":
+        if self.problems or self.verdict != summary.ALL_MET:
             return EXIT_RUN_PROBLEM
         return EXIT_OK
 
@@ -141,6 +142,11 @@ def build_outputs(args: argparse.Namespace, paths: Paths, outcome: DrillOutcome,
     drill_summary = summary.build_summary(paths.results, links=links, run=run)
     md_path, _ = summary.write_summary(drill_summary, paths.out)
     outcome.verdict = drill_summary["verdict"]
+    aborted = sorted({row["test"] for row in drill_summary["rows"] if row["steady_state_violated"]})
+    if aborted:
+        outcome.problems.append(
+            f"steady state violated before the fault (suite or environment error): {', '.join(aborted)}"
+        )
     print(md_path.read_text(encoding="utf-8"), flush=True)
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:

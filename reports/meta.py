@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from chaos.errors import STEADY_STATE_VIOLATED
 from chaos.observer import DR_TARGET_MISSED
 from reports.redact import redact_text
 
@@ -26,6 +27,13 @@ CATEGORIES: list[dict[str, Any]] = [
         "the product is at fault.",
         "matchedStatuses": ["failed"],
         "messageRegex": f"(?s).*{DR_TARGET_MISSED}.*",
+    },
+    {
+        "name": "Steady state violated",
+        "description": "The system was not in its steady state before the fault, so the scenario stopped "
+        "before proving anything: the suite or its environment is at fault, not the DR measure.",
+        "matchedStatuses": ["broken", "failed"],
+        "messageRegex": f"(?s).*{STEADY_STATE_VIOLATED}.*",
     },
     {
         "name": "DR claim violated",

@@ -1,4 +1,4 @@
-"""Redactor for everything a test leaves as evidence: secrets become '[REDACTED]' before writing."""
+"""Redactor for everything a test leaves as evidence: secrets become bridge.redact.REDACTED before writing."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-REDACTED = "[REDACTED]"
+from bridge.redact import REDACTED, redact_values
+
 MIN_SECRET_LEN = 4
 
 # Field names whose whole value is secret: Baileys creds and key material, DSN parts, cloud keys.
@@ -151,9 +152,7 @@ def _looks_like_blob(token: str) -> bool:
 
 def redact_text(text: str, *, blobs: bool = True) -> str:
     """Redact registered secrets, DSN/URL passwords, key=value secrets, PEM keys and base64 blobs."""
-    for value, _label in REGISTRY.items():
-        if value in text:
-            text = text.replace(value, REDACTED)
+    text = redact_values(text, registered_secrets())
     text = _PEM.sub(lambda m: f"-----BEGIN {m.group(1)}-----{REDACTED}-----END {m.group(1)}-----", text)
     text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
     text = _QUOTED_KV.sub(lambda m: f"{m.group(1)}'{REDACTED}'", text)
@@ -303,9 +302,7 @@ def scrub_directory(root: str | Path, secrets: Iterable[str] = ()) -> dict[str, 
         if _binary(path, blob):
             path.unlink()
             continue
-        text = blob.decode("utf-8", "replace")
-        for needle in needles:
-            text = text.replace(needle, REDACTED)
+        text = redact_values(blob.decode("utf-8", "replace"), needles)
         path.write_text(redact_text(text, blobs=False), encoding="utf-8")
     files = sum(1 for _ in _iter_files(root)) if root.exists() else 0
     return {

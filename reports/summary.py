@@ -12,7 +12,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from chaos.errors import STEADY_STATE_VIOLATED
 from chaos.observer import COMPARISONS, DR_TARGET_MISSED
+
+ALL_MET = "ALL DR TARGETS MET"
+TARGET_MISSED = "DR TARGET MISSED"
+SUITE_ERROR = "SUITE OR ENVIRONMENT ERROR"
+NO_RESULTS = "NO RESULTS"
+# The CLI's (and the drill's) exit codes: a missed target is the product's failure, the rest the run's.
+EXIT_CODES = {ALL_MET: 0, TARGET_MISSED: 1, SUITE_ERROR: 2, NO_RESULTS: 2}
+STEADY_STATE_ERROR = "ERROR: steady state violated"
 
 _MEASURED = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_]*?)_measured(?P<unit>_[a-z0-9_]+)?$")
 _TARGET = re.compile(r"^\s*(?P<op><=|>=|==|<|>)?\s*(?P<value>[-+0-9.eE]+|nan|inf)\s*$")
@@ -35,6 +44,7 @@ class SummaryRow:
     evidence: str
     history_id: str
     controls: list[str]
+    steady_state_violated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -78,10 +88,19 @@ def load_results(alluredir: str | Path) -> list[dict[str, Any]]:
     return sorted(latest.values(), key=lambda r: (r.get("fullName", ""), r.get("name", "")))
 
 
-def _verdict(status: str, met: bool | None) -> str:
+def steady_state_violated(result: Mapping[str, Any]) -> bool:
+    """The test stopped before its fault because the steady state did not hold (chaos SteadyStateViolated)."""
+    message = str((result.get("statusDetails") or {}).get("message", ""))
+    # allure-pytest writes the exception as `chaos.errors.SteadyStateViolated: steady state violated: ...`.
+    return result.get("status") in ("broken", "failed") and STEADY_STATE_VIOLATED in message
+
+
+def _verdict(status: str, met: bool | None, aborted: bool = False) -> str:
     """PASS only when the test passed and the figure (if any) met its target."""
     if met is False:
         return "FAIL"
+    if aborted:
+        return STEADY_STATE_ERROR
     return {"passed": "PASS", "failed": "FAIL", "broken": "ERROR", "skipped": "SKIPPED"}.get(
         status, status.upper()
     )
@@ -102,6 +121,7 @@ def rows_from_results(
             str(p.get("name")): str(p.get("value", "")).strip("'\"") for p in result.get("parameters", [])
         }
         measured = [(m, params[m]) for m in params if _MEASURED.match(m)]
+        aborted = steady_state_violated(result)
         test_row = SummaryRow(
             claim=claim,
             test=str(result.get("name", "?")),
@@ -111,10 +131,11 @@ def rows_from_results(
             unit="",
             met=None,
             status=status,
-            verdict=_verdict(status, None),
+            verdict=_verdict(status, None, aborted),
             evidence=evidence,
             history_id=history_id,
             controls=controls,
+            steady_state_violated=aborted,
         )
         if not measured:
             rows.append(test_row)
@@ -133,7 +154,7 @@ def rows_from_results(
                     measured=value,
                     unit=_UNITS.get(suffix, suffix.lstrip("_")),
                     met=met,
-                    verdict=_verdict(status, met),
+                    verdict=_verdict(status, met, aborted),
                 )
             )
     return rows
@@ -146,20 +167,25 @@ def build_summary(
     results = load_results(alluredir)
     rows = rows_from_results(results, links)
     statuses = Counter(str(r.get("status", "unknown")) for r in results)
+    aborted = [r for r in results if steady_state_violated(r)]
     missed = [r for r in rows if r.met is False] + [
-        r for r in rows if r.status == "failed" and r.met is not False and r.measure == "-"
+        r
+        for r in rows
+        if r.status == "failed" and r.met is not False and r.measure == "-" and not r.steady_state_violated
     ]
+    # A test that failed its steady state never reached its fault: it proves nothing about the DR measure.
+    claims_failed = statuses.get("failed", 0) - sum(r.get("status") == "failed" for r in aborted)
     target_messages = sum(
         DR_TARGET_MISSED in str((r.get("statusDetails") or {}).get("message", "")) for r in results
     )
     if not results:
-        verdict = "NO RESULTS"
-    elif missed or statuses.get("failed"):
-        verdict = "DR TARGET MISSED"
-    elif statuses.get("broken"):
-        verdict = "SUITE OR ENVIRONMENT ERROR"
+        verdict = NO_RESULTS
+    elif missed or claims_failed:
+        verdict = TARGET_MISSED
+    elif statuses.get("broken") or aborted:
+        verdict = SUITE_ERROR
     else:
-        verdict = "ALL DR TARGETS MET"
+        verdict = ALL_MET
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "run": dict(run or {}),
@@ -169,6 +195,7 @@ def build_summary(
             "figures": sum(r.measure != "-" for r in rows),
             "figures_missed": sum(r.met is False for r in rows),
             "target_missed_messages": target_messages,
+            "steady_state_violated": len(aborted),
         },
         "verdict": verdict,
         "rows": [r.to_dict() for r in rows],
@@ -192,6 +219,12 @@ def to_markdown(summary: Mapping[str, Any]) -> str:
         f"{totals['figures']} measured figure(s), {totals['figures_missed']} missed.",
         "",
     ]
+    if totals.get("steady_state_violated"):
+        lines += [
+            f"{totals['steady_state_violated']} scenario(s) stopped before their fault because the steady "
+            "state did not hold: the suite or its environment is at fault, not the DR measure.",
+            "",
+        ]
     if run:
         lines += [" · ".join(f"{k}: `{v}`" for k, v in run.items()), ""]
     lines += ["| Claim | Measure | Target | Measured | Result | Evidence |", "|---|---|---|---|---|---|"]
@@ -217,7 +250,7 @@ def write_summary(summary: Mapping[str, Any], out_dir: str | Path) -> tuple[Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: python -m reports.summary ALLUREDIR [OUT_DIR]; prints the table; exit 1 unless all met."""
+    """CLI: python -m reports.summary ALLUREDIR [OUT_DIR]; prints the table; exit 0 met, 1 missed, 2 error."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
@@ -228,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) > 1:
         write_summary(summary, args[1])
     print(to_markdown(summary))
-    return 0 if summary["verdict"] == "ALL DR TARGETS MET" else 1
+    return EXIT_CODES[summary["verdict"]]
 
 
 if __name__ == "__main__":

@@ -24,10 +24,12 @@ from bridge.backup.create import create_backup
 from bridge.backup.errors import BackupError, VerificationError
 from bridge.backup.replicate import reconcile, stores_for
 from bridge.backup.validate import validate_backup
+from chaos.checkers import claim, expect, require_steady
+from chaos.profiles import Profile
 from chaos.s3_tamper import tampering_region
 from chaos.toxiproxy import FaultSession
+from environment.env import AuthDatabase, Environment, S3Buckets
 from scenarios.backup_support import Evidence, make_config, s3_proxy, scratch_databases, seed
-from scenarios.cache_support import claim, expect
 
 REPLICA_CHECKED = "validation detects a replica region whose data object differs under an identical manifest"
 UPLOAD_VERIFIED = (
@@ -94,7 +96,12 @@ REPLICA_DAMAGE = {
 
 
 def run_replica_divergence(
-    request: pytest.FixtureRequest, auth_db: Any, s3_buckets: Any, dr_env: Any, profile: Any, damage: str
+    request: pytest.FixtureRequest,
+    auth_db: AuthDatabase,
+    s3_buckets: S3Buckets,
+    dr_env: Environment,
+    profile: Profile,
+    damage: str,
 ) -> None:
     """Overwrite region-b's data under its manifest: validation must name region-b and the object."""
     ev = Evidence(request)
@@ -107,7 +114,11 @@ def run_replica_divergence(
         result = create_backup(config)
         data_key, manifest_key = backup_keys(config, result.backup_id)
         first = validate_backup(config, region="region-a", scratch_dsn=admin, record=False)
-        assert not result.degraded and first.regions == {"region-a": "identical", "region-b": "identical"}
+        require_steady(
+            not result.degraded and first.regions == {"region-a": "identical", "region-b": "identical"},
+            "a complete backup, identical in both regions",
+            first.regions,
+        )
         good, manifest_b = regions.read("region-b", data_key), regions.read("region-b", manifest_key)
     with ev.phase("inject", f"region-b's data object overwritten ({damage}), its manifest kept"):
         bad = REPLICA_DAMAGE[damage](good)
@@ -147,7 +158,7 @@ def run_replica_divergence(
 
 
 @contextmanager
-def _faulty_region_b(fault: str, dr_env: Any, faults: FaultSession) -> Iterator[tuple[str, Any]]:
+def _faulty_region_b(fault: str, dr_env: Environment, faults: FaultSession) -> Iterator[tuple[str, Any]]:
     """Yield (region-b URL through the fault, a log of what the fault altered or None)."""
     if fault == "lying-region":
         with tampering_region(dr_env.s3["region-b"].endpoint_url, suffixes=(f"/{DATA}",)) as (url, log):
@@ -164,11 +175,11 @@ def _faulty_region_b(fault: str, dr_env: Any, faults: FaultSession) -> Iterator[
 
 def run_upload_fault(
     request: pytest.FixtureRequest,
-    auth_db: Any,
-    s3_buckets: Any,
-    dr_env: Any,
+    auth_db: AuthDatabase,
+    s3_buckets: S3Buckets,
+    dr_env: Environment,
     faults: FaultSession,
-    profile: Any,
+    profile: Profile,
     fault: str,
 ) -> None:
     """A backup while region-b mangles or cuts the upload: degraded there, alert, reconcile repairs it."""
@@ -179,7 +190,8 @@ def run_upload_fault(
     problems: list[str] = []
     with ev.phase("steady_state", "data seeded, both regions empty and answering"):
         seed(auth_db.dsn, profile)
-        assert regions.keys("region-a") == regions.keys("region-b") == []
+        left = {region: regions.keys(region) for region in ("region-a", "region-b")}
+        require_steady(left == {"region-a": [], "region-b": []}, "both regions empty", left)
     with (
         ev.phase("inject", f"{fault} on region-b during create_backup"),
         _faulty_region_b(fault, dr_env, faults) as (url, log),

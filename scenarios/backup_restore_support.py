@@ -7,7 +7,6 @@ import hashlib
 import struct
 import time
 from dataclasses import replace
-from typing import Any
 
 import psycopg
 import pytest
@@ -20,11 +19,13 @@ from bridge.backup.manifest import Manifest
 from bridge.backup.pgtools import drop_database, with_dbname
 from bridge.backup.validate import restore_backup, validate_backup
 from bridge.store import PgAuthStore
+from chaos.checkers import claim, expect, require_steady
+from chaos.profiles import Profile
 from chaos.waiting import wait_until
 from chaos.workload import BaileysWorkload
+from environment.env import AuthDatabase, Environment, S3Buckets
 from scenarios.backup_integrity_support import Regions, backup_keys, describe, refusal
 from scenarios.backup_support import Evidence, make_config, scratch_databases, seed, snapshot
-from scenarios.cache_support import claim, expect
 
 COUNTS_INDEPENDENT = (
     "manifest row counts equal independent count(*) of the source and of the restored database"
@@ -55,15 +56,9 @@ def independent_counts(dsn: str) -> tuple[dict[str, int], dict[str, int]]:
                 "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
             )
         ]
-        counts = {
-            t: int(
-                conn.execute(sql.SQL("SELECT count(*) FROM public.{}").format(sql.Identifier(t))).fetchone()[
-                    0
-                ]
-            )  # type: ignore[index]
-            for t in tables
-        }
-        per_company = dict(
+        count = sql.SQL("SELECT count(*) FROM public.{}")
+        counts = {t: int(conn.execute(count.format(sql.Identifier(t))).fetchall()[0][0]) for t in tables}
+        per_company: dict[str, int] = dict(
             conn.execute("SELECT company_id, count(*)::int FROM whatsapp_keys GROUP BY company_id").fetchall()
         )
     return counts, per_company
@@ -89,7 +84,11 @@ def _count_problems(
 
 
 def run_row_counts_check(
-    request: pytest.FixtureRequest, auth_db: Any, s3_buckets: Any, dr_env: Any, profile: Any
+    request: pytest.FixtureRequest,
+    auth_db: AuthDatabase,
+    s3_buckets: S3Buckets,
+    dr_env: Environment,
+    profile: Profile,
 ) -> None:
     """A quiescent and a live backup: manifest counts against count(*) of the source and of each restore."""
     ev = Evidence(request)
@@ -164,7 +163,11 @@ def alter_chunk(data: bytes, chunk: int) -> bytes:
 
 
 def run_resigned_tamper(
-    request: pytest.FixtureRequest, auth_db: Any, s3_buckets: Any, dr_env: Any, profile: Any
+    request: pytest.FixtureRequest,
+    auth_db: AuthDatabase,
+    s3_buckets: S3Buckets,
+    dr_env: Environment,
+    profile: Profile,
 ) -> None:
     """One chunk altered in both regions, checksums rewritten, manifest re-signed: the GCM tag must refuse."""
     ev = Evidence(request)
@@ -182,7 +185,7 @@ def run_resigned_tamper(
         live_before = snapshot(auth_db.admin_dsn)
         original = regions.read("region-a", data_key)
         chunks = len(frames(original))
-        assert chunks >= 3, f"only {chunks} chunks: the scenario needs a middle one"
+        require_steady(chunks >= 3, "a backup of at least 3 chunks, so that one is in the middle", chunks)
     chunk = chunks // 2
     with ev.phase(
         "inject", f"chunk {chunk} altered in both regions, checksums recomputed, manifest re-signed"

@@ -17,6 +17,7 @@ from bridge.backup.content import ContentSummary, company_digest, summarize
 from bridge.store import PgAuthStore
 from chaos import datagen
 from chaos.profiles import Profile
+from environment.env import Environment
 
 # Short S3 timeouts so that a dead or silent region is declared unreachable within seconds.
 S3_TIMEOUT_S = 2.0
@@ -65,7 +66,7 @@ def only_region(config: BackupConfig, region: str) -> BackupConfig:
 
 
 @contextmanager
-def s3_proxy(dr_env: Any, region: str) -> Iterator[tuple[Any, str]]:
+def s3_proxy(dr_env: Environment, region: str) -> Iterator[tuple[Any, str]]:
     """A Toxiproxy proxy in front of one region's S3 server; yields (proxy, endpoint URL through it)."""
     endpoint = dr_env.s3[region]
     upstream = endpoint.endpoint_url.split("://", 1)[1].rstrip("/")

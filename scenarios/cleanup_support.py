@@ -1,5 +1,5 @@
-"""Scenario body for key cleanup on live sessions (TARGETS.md 3.2): growth stays bounded, and no key a live
-session still needs is deleted, while a Baileys-like workload runs and the database link is slow.
+"""Scenario body for key cleanup on live sessions (docs/TARGETS.md 3.2): growth stays bounded, and no key a
+live session still needs is deleted, while a Baileys-like workload runs and the database link is slow.
 
 Each company is written as a months-old session would look: its live keys (fresh), keys that are old but
 still needed (pre-keys not uploaded yet or inside the newest-100 window, app-state keys), and garbage
@@ -25,15 +25,15 @@ from bridge.rollback.baileys_check import check_export_dir
 from bridge.rollback.export import export_database
 from bridge.store import PgAuthStore
 from chaos import datagen
-from chaos.checkers import Verdict, database_digests
+from chaos.checkers import Verdict, claim, database_digests, expect
 from chaos.history import OK, History, KeyRef
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from chaos.workload import BaileysWorkload
+from environment.env import AuthDatabase
 from reports.context import DR
-from scenarios.cache_support import claim, expect, history_jsonl, verdicts_json
-from scenarios.export_support import baileys_valid_company
-from scenarios.health_support import expect_within
+from scenarios.cache_support import history_jsonl, verdicts_json
+from scenarios.health_support import expect_within, require_within
 
 KEEP = "cleanup keeps every key a live session needs"
 BOUNDED = "cleanup removes the expired keys (growth stays bounded)"
@@ -41,8 +41,8 @@ MEMORY = "our sender-key memory never outlives our sender key"
 SERVED = "the live workload is served throughout cleanup"
 BAILEYS = "every session still loads in Baileys after cleanup"
 
-# Actions that write no new key pairs (chaos.datagen's are random bytes, which Baileys' checks reject), and
-# no pre-key top-up, which would move firstUnuploadedPreKeyId while cleanup runs.
+# No pre-key top-up, which would move firstUnuploadedPreKeyId while cleanup runs. New sessions and sender
+# keys are left out too: they were when chaos.datagen's key pairs were random bytes that Baileys rejects.
 LIVE_MIX = {"decrypt": 0.55, "open_session": 0.2, "save_creds": 0.15, "rotate_app_state_key": 0.1}
 OLD_DAYS = 100  # past every deleting rule of the default policy (pre-keys: 90 days)
 PRE_KEY_WINDOW = 100  # docs/KEY_CLEANUP.md rule 4: the newest 100 uploaded ids may still be handed out
@@ -79,12 +79,13 @@ class Company:
 def build_company(company_id: str, n_keys: int, seed: int) -> Company:
     """A months-old session: fresh live keys, old-but-needed keys and garbage, decided from the creds.
 
-    Values come from the Baileys-valid generator (real X25519 pairs), so the Baileys check judges the
-    cleanup, not the test data; garbage reuses a donor company's values under new ids.
+    Values come from chaos.datagen (real X25519 pairs), so the Baileys check judges the cleanup, not the
+    test data; garbage reuses a donor company's values under new ids.
     """
     rng = random.Random(f"cleanup:{company_id}")
-    creds, keys = baileys_valid_company(seed, n_keys)
-    _, donor = baileys_valid_company(seed + 1000, 4 * (EXTRA_PRE_KEYS + SILENT_SESSIONS + DEAD_GROUP_MEMBERS))
+    creds, keys = datagen.make_company(random.Random(seed), company_id, n_keys)
+    donor_keys = 4 * (EXTRA_PRE_KEYS + SILENT_SESSIONS + DEAD_GROUP_MEMBERS)
+    _, donor = datagen.make_company(random.Random(seed + 1000), f"{company_id}-donor", donor_keys)
     pairs, sessions, sender_keys = (iter(donor[t].values()) for t in ("pre-key", "session", "sender-key"))
     old_next = max(int(i) for i in keys["pre-key"]) + 1
     keys["pre-key"].update({str(old_next + n): next(pairs) for n in range(EXTRA_PRE_KEYS)})
@@ -130,7 +131,13 @@ class CleanupRun:
 
 
 def run_cleanup_live_workload(
-    dr: DR, auth_db: Any, faults: FaultSession, profile: Profile, out_dir: Path, *, batch_size: int = 10
+    dr: DR,
+    auth_db: AuthDatabase,
+    faults: FaultSession,
+    profile: Profile,
+    out_dir: Path,
+    *,
+    batch_size: int = 10,
 ) -> CleanupRun:
     """Cleanup (default policy, small batches) runs through a slow link during a live workload; judge it."""
     names = [f"cleanup-{i:02d}" for i in range(2)]
@@ -157,7 +164,7 @@ def run_cleanup_live_workload(
             run.rows_before = _rows(auth_db.admin_dsn)
             run.garbage = sum(len(c.garbage) for c in companies)
             workload.start()
-            expect_within(lambda: workload.actions_done >= 20, timeout=10.0, claim="the workload runs")
+            require_within(lambda: workload.actions_done >= 20, timeout=10.0, what="the workload runs")
         with dr.phase("inject", f"link delayed {LINK_LATENCY_MS} ms; cleanup starts during the workload"):
             entry = faults.add_toxic(auth_db.proxy, "latency", latency=LINK_LATENCY_MS, jitter=0)
             t_start = dr.clock()
@@ -249,7 +256,7 @@ def _cleanup(dsn: str, batch_size: int, outcome: dict[str, Any]) -> None:
 
 
 def _judge(
-    auth_db: Any,
+    auth_db: AuthDatabase,
     companies: list[Company],
     history: History,
     t_start: float,

@@ -26,13 +26,15 @@ from bridge.errors import CorruptedKeyError, StoreError
 from bridge.resilient import BridgeState, ResilientStore
 from bridge.store import PgAuthStore
 from chaos import corruption
-from chaos.checkers import Verdict, database_digests, no_acknowledged_write_lost
+from chaos.audit import AUDIT_BATCH, AUTH, KEYS, Finding, assert_findings, audit
+from chaos.checkers import Verdict, database_digests, no_acknowledged_write_lost, require_steady
+from chaos.errors import SteadyStateViolated
 from chaos.history import CREDS, History
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from chaos.workload import BaileysWorkload
+from environment.env import AuthDatabase, LocalCluster, S3Buckets
 from reports.context import DR
-from scenarios.audit_support import AUDIT_BATCH, AUTH, KEYS, Finding, assert_findings, audit
 from scenarios.backup_support import make_config
 from scenarios.cache_support import bridge_config
 from scenarios.health_support import MTTD_TARGET_S, expect_within
@@ -49,7 +51,8 @@ def running_bridge(
     dr: DR, faults: FaultSession, dsn: str, profile: Profile, bridge_cls: type[ResilientStore]
 ) -> Iterator[ResilientStore]:
     """The full bridge (store, cache, probe thread) at the profile's scale; afterwards its event log goes
-    into the evidence, every data fault is put back (even when the scenario failed) and the bridge closes."""
+    into the evidence, every fault with an undo is put back (even when the scenario failed: deleted and
+    truncated rows have none and come back only from the restore) and the bridge closes."""
     bridge = bridge_cls.from_config(bridge_config(dsn, profile)).start()
     try:
         yield bridge
@@ -69,27 +72,26 @@ def company_ids(profile: Profile) -> list[str]:
 def seed_through_bridge(bridge: ResilientStore, profile: Profile, *, steps: int) -> tuple[list[str], History]:
     """Seed every company through the bridge, then run Baileys actions; return companies and history."""
     companies = company_ids(profile)
-    # The workload's own history (time.monotonic, the dr clock): an empty History passed in is falsy, and
-    # BaileysWorkload's `history or History()` would silently swap it for a new one.
+    # The workload's own history: its default clock, time.monotonic, is the dr clock.
     workload = BaileysWorkload(bridge, companies, rate_per_company=profile.workload_ops_per_s, seed=11)
     history = workload.history
     workload.seed(profile.keys_per_company)
     for _ in range(steps):
         workload.step()
     failed = [op for op in history.ops() if op.outcome != "ok"]
-    assert not failed, f"steady state: bridge calls failed before any fault: {failed[:3]}"
-    assert history.ops(), "steady state: the workload recorded no operation"
+    require_steady(not failed, "every bridge call succeeds before any fault", failed[:3])
+    require_steady(bool(history.ops()), "the workload records operations")
     return companies, history
 
 
-def assert_clean(store: PgAuthStore, history: History, companies: Sequence[str], when: str) -> None:
-    """The database holds every acknowledged write."""
+def require_clean(store: PgAuthStore, history: History, companies: Sequence[str]) -> None:
+    """Before the fault: the database holds every acknowledged write, else SteadyStateViolated."""
     __tracebackhide__ = True
     findings = audit(store, history, companies)
     if findings:
-        raise AssertionError(
-            f"{when}: the database differs from the acknowledged writes in {len(findings)} rows: "
-            + "; ".join(map(str, findings[:5]))
+        raise SteadyStateViolated(
+            f"the database holds every acknowledged write ({len(findings)} rows differ)",
+            [str(f) for f in findings],
         )
 
 
@@ -225,7 +227,7 @@ def assert_bridge_reports(bridge: ResilientStore, expected: Sequence[Finding]) -
 
 def run_logical_corruption(
     dr: DR,
-    auth_db: Any,
+    auth_db: AuthDatabase,
     faults: FaultSession,
     profile: Profile,
     s3_buckets: dict[str, tuple[Any, str]],
@@ -241,9 +243,9 @@ def run_logical_corruption(
     with running_bridge(dr, faults, auth_db.proxied_dsn, profile, bridge_cls) as bridge:
         with dr.phase("steady_state", "workload acknowledged; database matches; backup taken"):
             companies, history = seed_through_bridge(bridge, profile, steps=WORKLOAD_STEPS)
-            assert_clean(bridge.store, history, companies, "steady state")
+            require_clean(bridge.store, history, companies)
             backup = create_backup(config)
-            assert not backup.degraded, f"steady state: backup incomplete: {backup.to_dict()}"
+            require_steady(not backup.degraded, "a complete backup", backup.to_dict())
 
         with dr.phase("inject", fault, database=auth_db.name):
             t_inject = dr.clock()
@@ -315,10 +317,10 @@ def assert_bridge_names_table(bridge: ResilientStore, company: str, key_type: st
 
 def run_heap_corruption(
     dr: DR,
-    pg_cluster: Any,
+    pg_cluster: LocalCluster,
     faults: FaultSession,
     profile: Profile,
-    s3_buckets: Any,
+    s3_buckets: S3Buckets,
     *,
     bridge_cls: type[ResilientStore] = ResilientStore,
 ) -> CorruptionResult:
@@ -331,11 +333,11 @@ def run_heap_corruption(
         with dr.phase("steady_state", "companies seeded through the bridge; database matches; backup taken"):
             # Seeding only: a deleted row left on the damaged page would also (rightly) fail its read.
             companies, history = seed_through_bridge(bridge, profile, steps=0)
-            assert_clean(bridge.store, history, companies, "steady state")
+            require_clean(bridge.store, history, companies)
             backup = create_backup(config)
-            assert not backup.degraded, f"steady state: backup incomplete: {backup.to_dict()}"
+            require_steady(not backup.degraded, "a complete backup", backup.to_dict())
             on_page = rows_on_block(db.admin_dsn, 0)
-            assert on_page, "steady state: whatsapp_keys has no rows in block 0"
+            require_steady(bool(on_page), "whatsapp_keys has rows in block 0")
 
         with dr.phase("inject", "one byte flipped in block 0 of whatsapp_keys (server stopped, restarted)"):
             t_inject = dr.clock()

@@ -1,7 +1,7 @@
-"""Scenario body for deadlines (TARGETS.md 2.x): no call outlives its deadline. A server that stalls is cut by
-its statement_timeout; a reply held back on the network by the store's client deadline (statement timeout plus
-a margin). Either way the caller gets a clear timeout error naming the table. A function, so that tests/ can
-run it against a store without a deadline and show that the scenario fails.
+"""Scenario body for deadlines (docs/TARGETS.md 2.x): no call outlives its deadline. A server that stalls is
+cut by its statement_timeout; a reply held back on the network by the store's client deadline (statement
+timeout plus a margin). Either way the caller gets a clear timeout error naming the table. A function, so
+that tests/ can run it against a store without a deadline and show that the scenario fails.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import psycopg
 
 from bridge.errors import DatabaseUnavailableError, WriteOutcomeUnknownError
 from bridge.store import PgAuthStore
+from chaos.errors import SteadyStateViolated
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
+from environment.env import AuthDatabase
 from reports.context import DR
 from scenarios.health_support import (
     StoreFactory,
@@ -103,7 +105,7 @@ def _lock_tables(faults: FaultSession, admin_dsn: str) -> Any:
 
 def run_deadline_check(
     dr: DR,
-    auth_db: Any,
+    auth_db: AuthDatabase,
     faults: FaultSession,
     profile: Profile,
     fault: str,
@@ -121,7 +123,8 @@ def run_deadline_check(
             warm_pool(store, 2, timeout=10 * profile.connect_timeout_s)  # the write must not need a new one
             timed_read(store, seeded)
             before = store.get_creds(seeded.company_id)
-            assert before is not None
+            if before is None:
+                raise SteadyStateViolated(f"the creds of {seeded.company_id} read back", ["get_creds: None"])
         changed = dict(before, accountSyncCounter=int(before.get("accountSyncCounter", 0)) + 1)
 
         if fault == "network-latency":

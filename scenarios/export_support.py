@@ -7,15 +7,16 @@ same canonical JSON, whatever the key order or Buffer form on disk.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from bridge import codec, fsformat
+from chaos import datagen
 from chaos.history import CREDS, History, KeyRef, digest
 from chaos.workload import AuthStore
-from tests.rollback_support import KEY_MIX, synthetic_company
 
 
 def folder_digests(folder: Path) -> dict[KeyRef, str | None]:
@@ -68,31 +69,13 @@ def differing_keys(
     return diff[:limit] + ([f"... and {len(diff) - limit} more"] if len(diff) > limit else [])
 
 
-def baileys_valid_company(seed: int, n_keys: int) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Creds and keys ({type: {id: value}}, in memory form) that the pinned Baileys' own checks accept.
-
-    chaos.datagen's key pairs are random bytes, which libsignal rejects ("public key does not match the
-    private key"); the rollback's Baileys check would then fail on the data, not on the export. So these
-    come from the rollback tests' generator: real X25519 pairs, the production mix of key types scaled to
-    n_keys, ids that Baileys' escaping rewrites, and old-style group ids with '-'.
-    """
-    total = sum(KEY_MIX.values())
-    mix = {key_type: max(1, round(n * n_keys / total)) for key_type, n in KEY_MIX.items()}
-    mix["app-state-sync-version"] = min(mix["app-state-sync-version"], KEY_MIX["app-state-sync-version"])
-    creds, rows = synthetic_company(seed, mix=mix)
-    keys: dict[str, dict[str, Any]] = {}
-    for key_type, key_id, value in rows:
-        keys.setdefault(key_type, {})[key_id] = codec.revive(value)
-    return codec.revive(creds), keys
-
-
 def seed_companies(
     store: AuthStore, companies: Sequence[str], n_keys: int, *, seed: int, history: History | None = None
 ) -> dict[str, tuple[dict[str, Any], dict[str, dict[str, Any]]]]:
-    """Write a Baileys-valid company per id through store (recorded in history, if given)."""
+    """Write a chaos.datagen company per id through store (recorded in history, if given)."""
     seeded = {}
     for n, company in enumerate(companies):
-        creds, keys = baileys_valid_company(seed + n, n_keys)
+        creds, keys = datagen.make_company(random.Random(seed + n), company, n_keys)
         writes = {
             (key_type, key_id): v for key_type, entries in keys.items() for key_id, v in entries.items()
         }

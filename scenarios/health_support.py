@@ -1,4 +1,4 @@
-"""Shared glue for the health-monitoring scenarios (TARGETS.md 2.x): the monitored store, tolerances, waits.
+"""Shared glue for the health-monitoring scenarios (docs/TARGETS.md 2.x): monitored store, tolerances, waits.
 
 The bridge's monitoring stack is ``PgAuthStore`` (one latency observation per statement, one pool
 observation per checkout) feeding ``HealthMonitor``. Thresholds are the production targets; only the
@@ -21,15 +21,16 @@ from bridge.alerts import AlertEvent, MemorySink
 from bridge.health import HealthMonitor, HealthThresholds
 from bridge.store import PgAuthStore
 from chaos import datagen
-from chaos.errors import RecoveryTimeout
+from chaos.errors import RecoveryTimeout, SteadyStateViolated
 from chaos.history import digest
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from chaos.waiting import wait_until
 
-PRODUCTION_TTL_S = 300.0  # TARGETS.md 3.1; a profile's TTL over this scales every production time window
-MTTD_TARGET_S = 60.0  # TARGETS.md 2.x: an alert must be raised within a minute of the condition
-POOL_MAX = 21  # TARGETS.md 2.x: production pool size
+# docs/TARGETS.md cache_ttl_s: a profile's TTL over this scales every production time window.
+PRODUCTION_TTL_S = 300.0
+MTTD_TARGET_S = 60.0  # docs/TARGETS.md mttd_s: an alert must be raised within a minute of the condition
+POOL_MAX = 21  # docs/TARGETS.md pool_max: production pool size
 BATCH = 10  # session keys per read, a Baileys decrypt burst (about 16 kB of JSON)
 # Steady-state reads: far more than psycopg's prepare threshold (5), so the read statement is prepared (one
 # round trip) when the fault starts; and 100, so that the steady-state P99 is not just the slowest read.
@@ -78,6 +79,15 @@ def expect_within(predicate: Callable[[], Any], *, timeout: float, claim: str) -
         return wait_until(predicate, timeout=timeout, what=claim, interval=0.02)
     except RecoveryTimeout as exc:
         raise AssertionError(f"DR claim violated: {claim} (waited {exc.elapsed:.2f}s)") from exc
+
+
+def require_within(predicate: Callable[[], Any], *, timeout: float, what: str) -> Any:
+    """Before the fault: wait for predicate; if it never holds, raise SteadyStateViolated naming what."""
+    __tracebackhide__ = True
+    try:
+        return wait_until(predicate, timeout=timeout, what=what, interval=0.02)
+    except RecoveryTimeout as exc:
+        raise SteadyStateViolated(what, [f"not so after {exc.elapsed:.2f}s"]) from exc
 
 
 # -- the monitored store ----------------------------------------------------------------------------------
@@ -182,12 +192,12 @@ def recovery_timeout(profile: Profile) -> float:
     return 2 * max(4.0, 2 * profile.connect_timeout_s)
 
 
-def assert_no_alerts(monitor: HealthMonitor, when: str) -> None:
-    """Fail when the monitor has any active alert."""
+def require_no_alerts(monitor: HealthMonitor) -> None:
+    """Before the fault: raise SteadyStateViolated when the monitor has any active alert."""
     __tracebackhide__ = True
     active = monitor.active_alerts()
     if active:
-        raise AssertionError(f"{when}: alerts active before any fault: {[a.message for a in active]}")
+        raise SteadyStateViolated("no alert active before any fault", [a.message for a in active])
 
 
 # -- calls made in threads, timed ------------------------------------------------------------------

@@ -8,19 +8,16 @@ cleanup policy and counted by the bridge's monitoring job, as ``bridge health`` 
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
 
 import psycopg
 
 from bridge.cleanup import CleanupPolicy, cleanup_expired_keys, count_expired_keys
 from bridge.store import PgAuthStore
 from chaos import datagen
+from chaos.checkers import claim, expect
 from reports.context import DR
-from scenarios.cache_support import claim, expect
 from scenarios.health_support import expect_within
-
-if TYPE_CHECKING:  # the support module imports this one; at run time only it needs the other
-    from scenarios.health_thresholds_support import Run
+from scenarios.health_thresholds_run import Run
 
 CHECKOUTS = 6  # pool checkouts observed on each side of the threshold
 AGE_PAST_POLICY = 31  # days: older than every deleting rule of the default policy except pre-keys (90)

@@ -1,5 +1,5 @@
-"""Scenario body for latency and degradation (TARGETS.md 2.x): a sweep of network degradations (latency with
-jitter, bandwidth, slicer) that the health monitor's percentiles must track and its alerts must follow. A
+"""Scenario body for latency and degradation (docs/TARGETS.md 2.x): a sweep of network degradations (latency
+with jitter, bandwidth, slicer) that the health monitor's percentiles must track and its alerts must follow. A
 function, so that tests/ can run it against a deliberately broken monitor and show that the scenario fails.
 """
 
@@ -13,6 +13,7 @@ from bridge.health import HealthMonitor, HealthThresholds, LatencyStats
 from bridge.store import PgAuthStore
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
+from environment.env import AuthDatabase
 from reports.context import DR
 from scenarios.health_support import (
     BATCH,
@@ -24,13 +25,13 @@ from scenarios.health_support import (
     MonitorFactory,
     StoreFactory,
     TimedSink,
-    assert_no_alerts,
     expect_within,
     heal_then_close,
     ms,
     nearest_rank,
     open_store,
     payload_bytes,
+    require_no_alerts,
     scenario_thresholds,
     seed_company,
     slack_s,
@@ -229,7 +230,7 @@ class PointResult:
 
 def run_degradation_point(
     dr: DR,
-    auth_db: Any,
+    auth_db: AuthDatabase,
     faults: FaultSession,
     profile: Profile,
     point: DegradationPoint,
@@ -248,7 +249,7 @@ def run_degradation_point(
             for _ in range(WARMUP_READS):
                 timed_read(store, seeded)
             steady = steady_monitor.snapshot().overall
-            assert_no_alerts(steady_monitor, "steady state")
+            require_no_alerts(steady_monitor)
             dr.measure("steady_p95", ms(steady.p95), target=ms(thresholds.p95_target_s), unit="ms")
             dr.measure("steady_p99", ms(steady.p99), target=ms(thresholds.p99_target_s), unit="ms")
 

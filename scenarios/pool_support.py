@@ -1,4 +1,4 @@
-"""Scenario body for pool exhaustion (TARGETS.md 2.x): slow queries hold every pooled connection; the
+"""Scenario body for pool exhaustion (docs/TARGETS.md 2.x): slow queries hold every pooled connection; the
 pool-utilisation alert must fire above 80 % and extra requests must fail fast with a clear error.
 A function, so that tests/ can run it against a deliberately broken monitor or store.
 """
@@ -8,13 +8,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from bridge.errors import DatabaseUnavailableError
 from bridge.health import HealthMonitor
 from bridge.store import PgAuthStore
+from chaos.checkers import require_steady
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
+from environment.env import AuthDatabase
 from reports.context import DR
 from scenarios.health_support import (
     MTTD_TARGET_S,
@@ -23,11 +24,11 @@ from scenarios.health_support import (
     MonitorFactory,
     StoreFactory,
     TimedSink,
-    assert_no_alerts,
     expect_within,
     join_calls,
     open_store,
     recovery_timeout,
+    require_no_alerts,
     scenario_thresholds,
     seed_company,
     slack_s,
@@ -54,7 +55,7 @@ class PoolResult:
 
 def run_pool_exhaustion(
     dr: DR,
-    auth_db: Any,
+    auth_db: AuthDatabase,
     faults: FaultSession,
     profile: Profile,
     *,
@@ -79,8 +80,8 @@ def run_pool_exhaustion(
             warm_pool(store, POOL_MAX, timeout=10 * pool_timeout)
             store.get_creds(seeded.company_id)
             stats = store.pool_stats()
-            assert stats.size == POOL_MAX and stats.in_use == 0, f"pool not warm: {stats}"
-            assert_no_alerts(monitor, "steady state")
+            require_steady(stats.size == POOL_MAX and stats.in_use == 0, "the pool is warm and idle", stats)
+            require_no_alerts(monitor)
 
         latency_ms = math.ceil(2 * deadline * 1000)
         with dr.phase(

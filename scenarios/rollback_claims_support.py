@@ -25,13 +25,15 @@ from bridge import codec
 from bridge.events import DEGRADED, RECOVERED, BridgeEvent, EventLog
 from bridge.resilient import BridgeState, ResilientStore
 from chaos import datagen
+from chaos.checkers import claim, expect, expect_steady
 from chaos.history import CREDS, OK, History, KeyRef, digest
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from chaos.waiting import wait_until
 from chaos.workload import BaileysWorkload
+from environment.env import AuthDatabase
 from reports.context import DR
-from scenarios.cache_support import bridge_config, claim, expect, history_jsonl, probe_bound
+from scenarios.cache_support import bridge_config, history_jsonl, probe_bound
 
 T = TypeVar("T")
 
@@ -165,7 +167,7 @@ class LiveOutage:
     """The bridge, its workload and history, and the bounds derived from the profile."""
 
     dr: DR
-    auth_db: Any
+    auth_db: AuthDatabase
     faults: FaultSession
     profile: Profile
     bridge: ResilientStore
@@ -181,7 +183,7 @@ class LiveOutage:
 
 @contextmanager
 def live_outage(
-    dr: DR, auth_db: Any, faults: FaultSession, profile: Profile, *, prefix: str, seed: int
+    dr: DR, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, *, prefix: str, seed: int
 ) -> Iterator[LiveOutage]:
     """A running bridge and workload; everything is stopped and healed on the way out."""
     config = bridge_config(auth_db.proxied_dsn, profile)
@@ -236,7 +238,7 @@ def steady_state(live: LiveOutage, prepare: Callable[[], None] | None = None) ->
             problems.append(f"bridge is {live.bridge.state.value}")
         if not live.workload.running:
             problems.append(f"workload stopped: {live.workload.error!r}")
-        expect([claim("steady state: bridge healthy, workload running, every operation ok", problems[:5])])
+        expect_steady([claim("steady state: bridge healthy, workload running, every operation ok", problems)])
 
 
 def inject_outage(live: LiveOutage) -> None:

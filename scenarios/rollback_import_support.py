@@ -15,16 +15,15 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from bridge.rollback.export import export_from_cache
 from bridge.rollback.importer import import_export_dir
-from chaos.checkers import Verdict, database_digests
+from chaos.checkers import Verdict, claim, database_digests, expect
 from chaos.history import KeyRef
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
+from environment.env import AuthDatabase
 from reports.context import DR
-from scenarios.cache_support import claim, expect
 from scenarios.rollback_claims_support import (
     cold_keys,
     folder_digests,
@@ -49,7 +48,9 @@ UNTOUCHED = "keys the cache-only export does not hold keep their values, and no 
 Digests = Mapping[str, Mapping[KeyRef, str | None]]
 
 
-def run_partial_import(dr: DR, auth_db: Any, faults: FaultSession, profile: Profile, root: Path) -> None:
+def run_partial_import(
+    dr: DR, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, root: Path
+) -> None:
     """Steady state, outage, cache-only export, heal, recovery, then the export imported back and judged."""
     admin, out = auth_db.admin_dsn, root / "cache-only"
     rng = random.Random(SEED)

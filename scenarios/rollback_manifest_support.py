@@ -20,11 +20,11 @@ from typing import Any
 from bridge.rollback.export import export_database, export_from_cache
 from bridge.rollback.manifest import CompanySnapshot
 from chaos import datagen
-from chaos.checkers import Verdict
+from chaos.checkers import Verdict, claim, expect
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
+from environment.env import AuthDatabase
 from reports.context import DR
-from scenarios.cache_support import claim, expect
 from scenarios.rollback_claims_support import (
     FolderCount,
     as_json,
@@ -53,7 +53,9 @@ CACHE_MATCHES_CACHE = (
 QUIET = "the database is not written while it is unreachable from the service"
 
 
-def run_manifest_counts(dr: DR, auth_db: Any, faults: FaultSession, profile: Profile, root: Path) -> None:
+def run_manifest_counts(
+    dr: DR, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, root: Path
+) -> None:
     """Steady state, outage, both exports recounted figure by figure, heal, recovery."""
     admin = auth_db.admin_dsn
     creds, keys = datagen.make_company(

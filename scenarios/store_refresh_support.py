@@ -27,14 +27,15 @@ from bridge.events import CACHE_REFRESHED, DEGRADED, RECOVERED, BridgeEvent
 from bridge.resilient import BridgeState, ResilientStore
 from bridge.store import decode_creds, encode_creds, encode_value
 from chaos import datagen
-from chaos.checkers import Verdict, database_digests, no_acknowledged_write_lost
+from chaos.checkers import Verdict, claim, database_digests, expect, expect_steady, no_acknowledged_write_lost
 from chaos.history import CREDS, INDETERMINATE, OK, History, KeyRef, digest
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from chaos.waiting import wait_until
 from chaos.workload import BaileysWorkload
+from environment.env import AuthDatabase
 from reports.context import DR
-from scenarios.cache_support import bridge_config, claim, expect, history_jsonl, probe_bound
+from scenarios.cache_support import bridge_config, history_jsonl, probe_bound
 
 SEED = 67
 STEADY_ACTIONS_PER_COMPANY = 10
@@ -48,7 +49,7 @@ REFRESHED = "cache refreshed after recovery"
 DB_WINS = "reads return the database's values after recovery"
 
 
-def run_database_changed(dr: DR, db: Any, faults: FaultSession, profile: Profile) -> History:
+def run_database_changed(dr: DR, db: AuthDatabase, faults: FaultSession, profile: Profile) -> History:
     """Steady state, outage, changes behind the bridge's back, heal, recover; judge every changed read."""
     scenario = _Scenario(dr, db, faults, profile)
     with ExitStack() as cleanup:
@@ -66,7 +67,7 @@ def run_database_changed(dr: DR, db: Any, faults: FaultSession, profile: Profile
 class _Scenario:
     """The state of one run, with one method per lifecycle phase."""
 
-    def __init__(self, dr: DR, db: Any, faults: FaultSession, profile: Profile) -> None:
+    def __init__(self, dr: DR, db: AuthDatabase, faults: FaultSession, profile: Profile) -> None:
         self.dr, self.db, self.faults = dr, db, faults
         config = bridge_config(db.proxied_dsn, profile)
         self.bridge = ResilientStore.from_config(config)
@@ -79,10 +80,11 @@ class _Scenario:
         self.companies = live + self.idle
         self.keys_per_company = profile.keys_per_company
         self.workload = BaileysWorkload(
-            self.bridge, live, rate_per_company=profile.workload_ops_per_s, seed=SEED
+            self.bridge, live, rate_per_company=profile.workload_ops_per_s, seed=SEED, history=self.history
         )
-        self.quiet = BaileysWorkload(self.bridge, self.idle, rate_per_company=1.0, seed=SEED + 1)
-        self.workload.history = self.quiet.history = self.history  # not history=: an empty one is falsy
+        self.quiet = BaileysWorkload(
+            self.bridge, self.idle, rate_per_company=1.0, seed=SEED + 1, history=self.history
+        )
         self.rng = random.Random(SEED)
         self.changes: dict[tuple[str, KeyRef], tuple[str, str | None]] = {}  # -> (kind, digest written)
         self.entry: Any = None
@@ -147,7 +149,7 @@ class _Scenario:
             problems = [f"op {op.op_id} {op.call} {op.outcome}: {op.error}" for op in failed[:5]]
             if self.bridge.state is not BridgeState.HEALTHY:
                 problems.append(f"bridge is {self.bridge.state.value}")
-            expect([claim(STEADY, problems)])
+            expect_steady([claim(STEADY, problems)])
 
     def plan(self, admin: psycopg.Connection, company: str) -> None:
         """Choose the changes: creds, 2 sessions and a sender key updated, as many deleted, 3 new sessions."""

@@ -36,7 +36,11 @@ from bridge.resilient import BridgeState, ResilientStore
 from chaos import datagen, process
 from chaos.checkers import (
     Verdict,
+    claim,
     database_digests,
+    exercised,
+    expect,
+    expect_steady,
     no_acknowledged_write_lost,
     no_write_applied_while_refused,
     sets_all_or_nothing,
@@ -47,8 +51,9 @@ from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession, _Undo
 from chaos.waiting import wait_until
 from chaos.workload import BaileysWorkload
+from environment.env import AuthDatabase
 from reports.context import DR
-from scenarios.cache_support import bridge_config, claim, exercised, expect, history_jsonl, probe_bound
+from scenarios.cache_support import bridge_config, history_jsonl, probe_bound
 
 SEED = 53
 STEADY_ACTIONS_PER_COMPANY = 10
@@ -128,7 +133,7 @@ class SetRun:
 
 
 def run_set_interrupted(
-    dr: DR, cut: Cut, db: Any, faults: FaultSession, profile: Profile, *, pg: Any = None
+    dr: DR, cut: Cut, db: AuthDatabase, faults: FaultSession, profile: Profile, *, pg: Any = None
 ) -> SetRun:
     """Steady state; rounds of a large set cut in flight, healed and recovered; judge the database."""
     scenario = _Scenario(dr, cut, db, faults, profile, pg)
@@ -147,7 +152,9 @@ def run_set_interrupted(
 class _Scenario:
     """The state of one run, with one method per lifecycle phase."""
 
-    def __init__(self, dr: DR, cut: Cut, db: Any, faults: FaultSession, profile: Profile, pg: Any) -> None:
+    def __init__(
+        self, dr: DR, cut: Cut, db: AuthDatabase, faults: FaultSession, profile: Profile, pg: Any
+    ) -> None:
         self.dr, self.cut, self.db, self.faults, self.pg = dr, cut, db, faults, pg
         config = bridge_config(db.proxied_dsn, profile)
         self.bridge = ResilientStore.from_config(config)
@@ -159,9 +166,12 @@ class _Scenario:
         self.syncing = self.companies[0]  # the socket whose large sets are cut
         self.keys_per_company = profile.keys_per_company
         self.workload = BaileysWorkload(
-            self.bridge, self.companies, rate_per_company=profile.workload_ops_per_s, seed=SEED
+            self.bridge,
+            self.companies,
+            rate_per_company=profile.workload_ops_per_s,
+            seed=SEED,
+            history=self.history,
         )
-        self.workload.history = self.history  # not history=: an empty History is falsy
         self.rng = random.Random(SEED)
         self.first: dict[str, list[str]] = {}  # ids the first (acknowledged) set wrote, per type
         dr.on_failure_attach("bridge events", lambda: [e.to_dict() for e in self.bridge.events.events()])
@@ -231,7 +241,7 @@ class _Scenario:
             problems = [f"op {op.op_id} {op.call} {op.outcome}: {op.error}" for op in failed[:5]]
             if self.bridge.state is not BridgeState.HEALTHY:
                 problems.append(f"bridge is {self.bridge.state.value}")
-            expect([claim(STEADY, problems)])
+            expect_steady([claim(STEADY, problems)])
 
     def round(self, number: int, locked: str) -> None:
         """A large set waits on a row lock of type locked; cut; lock released; healed; recovered."""

@@ -20,6 +20,9 @@ from bridge.backup.create import BackupResult, create_backup
 from bridge.backup.errors import BucketNotFoundError, RegionUnavailableError, VerificationError
 from bridge.backup.manifest import Manifest
 from bridge.backup.validate import validate_backup
+from chaos.profiles import Profile
+from chaos.toxiproxy import FaultSession
+from environment.env import AuthDatabase, Environment, S3Buckets
 from scenarios.backup_support import (
     S3_TIMEOUT_S,
     Evidence,
@@ -62,7 +65,7 @@ class Backed:
 
 
 @pytest.fixture
-def backed(auth_db, s3_buckets, dr_env, profile) -> Backed:
+def backed(auth_db: AuthDatabase, s3_buckets: S3Buckets, dr_env: Environment, profile: Profile) -> Backed:
     config = make_config(s3_buckets, auth_db.admin_dsn)
     seed(auth_db.dsn, profile)
     result = create_backup(config)
@@ -140,7 +143,7 @@ CATALOGUE: list[tuple[str, Callable[[Backed], None], str, str]] = [
 @pytest.mark.parametrize("damage,reason,fragment", [c[1:] for c in CATALOGUE], ids=[c[0] for c in CATALOGUE])
 def test_validation_rejects_with_specific_reason_when_backup_damaged(
     backed: Backed,
-    auth_db,
+    auth_db: AuthDatabase,
     request: pytest.FixtureRequest,
     damage: Callable[[Backed], None],
     reason: str,
@@ -231,7 +234,7 @@ def test_cli_exits_non_zero_with_reason_when_dump_corrupted(backed: Backed, tmp_
 
 
 def test_backup_and_validation_name_the_bucket_when_bucket_missing(
-    auth_db, s3_buckets, dr_env, profile
+    auth_db: AuthDatabase, s3_buckets: S3Buckets, dr_env: Environment, profile: Profile
 ) -> None:
     config = make_config(s3_buckets, auth_db.admin_dsn)
     broken = replace(
@@ -249,7 +252,12 @@ def test_backup_and_validation_name_the_bucket_when_bucket_missing(
 
 
 def test_region_that_times_out_is_named_and_backup_degrades_when_region_times_out(
-    auth_db, s3_buckets, dr_env, faults, profile, request: pytest.FixtureRequest
+    auth_db: AuthDatabase,
+    s3_buckets: S3Buckets,
+    dr_env: Environment,
+    faults: FaultSession,
+    profile: Profile,
+    request: pytest.FixtureRequest,
 ) -> None:
     ev = Evidence(request)
     seed(auth_db.dsn, profile)

@@ -16,8 +16,10 @@ from bridge.backup.pgtools import drop_database, with_dbname
 from bridge.backup.validate import restore_backup, validate_backup
 from bridge.store import PgAuthStore
 from chaos import datagen
+from chaos.profiles import Profile
 from chaos.waiting import wait_until
 from chaos.workload import BaileysWorkload
+from environment.env import AuthDatabase, Environment, S3Buckets
 from scenarios.backup_support import Evidence, make_config, scratch_databases, snapshot
 
 MB = 1024 * 1024
@@ -25,7 +27,11 @@ TARGET_RESTORE_S = 1800.0  # the 30-minute restore target of the plan
 
 
 def test_restored_content_equals_manifest_when_backup_taken_under_live_workload(
-    auth_db, s3_buckets, dr_env, profile, request: pytest.FixtureRequest
+    auth_db: AuthDatabase,
+    s3_buckets: S3Buckets,
+    dr_env: Environment,
+    profile: Profile,
+    request: pytest.FixtureRequest,
 ) -> None:
     ev = Evidence(request)
     server_admin = dr_env.postgres.superuser_dsn()
@@ -96,7 +102,9 @@ def test_restored_content_equals_manifest_when_backup_taken_under_live_workload(
     assert report.phases_s["total_s"] <= profile.restore_budget_s
 
 
-def test_no_secret_in_stored_objects_when_backup_and_wal_shipped(auth_db, s3_buckets, profile) -> None:
+def test_no_secret_in_stored_objects_when_backup_and_wal_shipped(
+    auth_db: AuthDatabase, s3_buckets: S3Buckets, profile: Profile
+) -> None:
     # -Z0: with compression a plaintext leak could hide inside gzip and the needles would miss it.
     config = replace(make_config(s3_buckets, auth_db.admin_dsn), compress_level=0)
     rng = random.Random(3)

@@ -24,12 +24,16 @@ from bridge.backup.basebackup import create_base_backup
 from bridge.backup.catalog import wal_key
 from bridge.backup.config import BackupConfig
 from bridge.backup.errors import WalGapError
+from bridge.backup.pgtools import server_os_user
 from bridge.backup.pitr import restore_to_time
 from bridge.backup.s3 import RegionStore
 from bridge.backup.wal import parse_segment, remote_wal_names, segment_name, ship_wal
 from bridge.store import PgAuthStore
 from chaos import datagen
+from chaos.checkers import require_steady
+from chaos.profiles import Profile
 from chaos.waiting import wait_until
+from environment.env import DedicatedCluster, PostgresServer, S3Buckets
 from scenarios.backup_support import S3_TIMEOUT_S, Evidence, make_config, seed, snapshot
 
 DISASTERS = {
@@ -43,8 +47,8 @@ def restore_root() -> Iterator[Path]:
     """A directory the postgres OS user can enter, for restored data directories; removed afterwards."""
     root = Path(tempfile.mkdtemp(prefix="bridge-pitr-restore-"))
     try:
-        if os.geteuid() == 0:
-            shutil.chown(root, "postgres", "postgres")
+        if (user := server_os_user()) is not None:
+            shutil.chown(root, user, user)
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -57,7 +61,14 @@ def _now(dsn: str) -> datetime:
     return row[0]
 
 
-def _current_segment(cluster: Any) -> str:
+def _superuser_password(cluster: DedicatedCluster) -> str | None:
+    """The source's superuser password, which the restored cluster keeps."""
+    password = conninfo_to_dict(cluster.superuser_dsn("postgres")).get("password")
+    return None if password is None else str(password)
+
+
+def _current_segment(cluster: PostgresServer) -> str:
+    """The WAL segment the server writes now."""
     with psycopg.connect(cluster.superuser_dsn("postgres")) as conn:
         row = conn.execute("SELECT pg_walfile_name(pg_current_wal_insert_lsn())").fetchone()
     assert row is not None
@@ -89,27 +100,36 @@ def _write_after(dsn: str, company: str, n_keys: int, seed_value: int) -> None:
 @pytest.mark.destructive
 @pytest.mark.parametrize("disaster", list(DISASTERS), ids=list(DISASTERS))
 def test_pitr_restores_exact_state_at_t_within_rpo_when_disaster_strikes_after_t(
-    pg_cluster, s3_buckets, profile, restore_root: Path, request: pytest.FixtureRequest, disaster: str
+    pg_cluster: DedicatedCluster,
+    s3_buckets: S3Buckets,
+    profile: Profile,
+    restore_root: Path,
+    request: pytest.FixtureRequest,
+    disaster: str,
 ) -> None:
     ev = Evidence(request)
     db = pg_cluster.auth_db
     config = make_config(s3_buckets, db.admin_dsn)
-    password = conninfo_to_dict(pg_cluster.superuser_dsn("postgres")).get("password")
+    password = _superuser_password(pg_cluster)
     archive_wait = 5 * profile.archive_timeout_s + 30
     with ev.phase("steady_state", "base backup, then writes that only WAL holds"):
         seed(db.dsn, profile, companies=1)
         base = create_base_backup(config, dsn=pg_cluster.superuser_dsn("postgres"))
-        assert not base.degraded and base.manifest.extra["start_wal"]
+        require_steady(
+            not base.degraded and bool(base.manifest.extra["start_wal"]),
+            "a complete base backup that names its start WAL",
+            base.to_dict(),
+        )
         _write_after(db.dsn, "company-after-base", profile.keys_per_company, 21)
         expected = snapshot(db.admin_dsn)
         t_target = _now(db.admin_dsn)
-        assert "company-after-base" in expected.companies
+        require_steady("company-after-base" in expected.companies, "the write after the base backup is in")
         # A write after T: PITR to T must not contain it.
         wait_until(lambda: _now(db.admin_dsn) > t_target, timeout=5, what="the clock to pass T")
         _write_after(db.dsn, "company-after-t", 10, 22)
     with ev.phase("inject", disaster):
         with psycopg.connect(db.admin_dsn, autocommit=True) as conn:
-            conn.execute(DISASTERS[disaster])  # type: ignore[arg-type]
+            conn.execute(DISASTERS[disaster])
         failure_at = _now(db.admin_dsn)
         segment = _current_segment(pg_cluster)
     with ev.phase("observe", "the live database lost data"):
@@ -146,12 +166,16 @@ def test_pitr_restores_exact_state_at_t_within_rpo_when_disaster_strikes_after_t
 
 @pytest.mark.destructive
 def test_restore_reports_the_gap_when_wal_segment_missing_in_the_middle(
-    pg_cluster, s3_buckets, profile, restore_root: Path, request: pytest.FixtureRequest
+    pg_cluster: DedicatedCluster,
+    s3_buckets: S3Buckets,
+    profile: Profile,
+    restore_root: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     ev = Evidence(request)
     db = pg_cluster.auth_db
     config = make_config(s3_buckets, db.admin_dsn)
-    password = conninfo_to_dict(pg_cluster.superuser_dsn("postgres")).get("password")
+    password = _superuser_password(pg_cluster)
     with ev.phase("steady_state", "base backup and several archived segments in both regions"):
         seed(db.dsn, profile, companies=1)
         base = create_base_backup(config, dsn=pg_cluster.superuser_dsn("postgres"))

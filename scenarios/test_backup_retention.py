@@ -13,6 +13,8 @@ from bridge.backup.create import create_backup
 from bridge.backup.replicate import stores_for
 from bridge.backup.retention import RetentionPolicy, apply_retention
 from bridge.backup.validate import validate_backup
+from chaos.profiles import Profile
+from environment.env import AuthDatabase, Environment, S3Buckets
 from scenarios.backup_support import Evidence, make_config, seed
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)  # injected: mid-month, so the slots are fixed
@@ -24,7 +26,11 @@ def _ids(config: BackupConfig, region: str) -> list[str]:
 
 
 def test_gfs_retention_deletes_same_set_in_both_regions_and_keeps_newest_validated_when_applied(
-    auth_db, s3_buckets, dr_env, profile, request: pytest.FixtureRequest
+    auth_db: AuthDatabase,
+    s3_buckets: S3Buckets,
+    dr_env: Environment,
+    profile: Profile,
+    request: pytest.FixtureRequest,
 ) -> None:
     ev = Evidence(request)
     config = make_config(s3_buckets, auth_db.admin_dsn)

@@ -7,6 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from chaos.profiles import Profile
+from chaos.toxiproxy import FaultSession
+from environment.env import AuthDatabase
 from reports.claims import dr_claim
 from scenarios.cleanup_support import run_cleanup_live_workload
 
@@ -20,7 +23,7 @@ from scenarios.cleanup_support import run_cleanup_live_workload
     runbook="docs/KEY_CLEANUP.md",
 )
 def test_cleanup_keeps_every_key_a_live_session_needs_when_run_during_workload(
-    dr: Any, auth_db: Any, faults: Any, profile: Any, tmp_path: Path
+    dr: Any, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, tmp_path: Path
 ) -> None:
     """Aged garbage goes; old-but-needed and live keys stay; every company loads in Baileys."""
     dr.on_failure_attach("server log", lambda: auth_db.server.log_tail(60))

@@ -7,10 +7,13 @@ from typing import Any
 
 import pytest
 
+from chaos.profiles import Profile
+from chaos.toxiproxy import FaultSession
+from environment.env import AuthDatabase, LocalCluster, S3Buckets
 from reports.claims import dr_claim
 from scenarios.corruption_support import LOGICAL_FAULTS, run_heap_corruption, run_logical_corruption
 
-CLAIM = {
+CLAIM: dict[str, Any] = {
     "epic": "3 Integrity",
     "feature": "Data corruption detected, named and restored from backup",
     "severity": "critical",
@@ -22,7 +25,7 @@ CLAIM = {
 @dr_claim(**CLAIM, story="Rows damaged behind the bridge's back are named and repaired from the backup")
 @pytest.mark.parametrize("fault", LOGICAL_FAULTS)
 def test_damaged_rows_named_and_repaired_from_backup_when_data_is_corrupted(
-    dr: Any, auth_db: Any, faults: Any, profile: Any, s3_buckets: Any, fault: str
+    dr: Any, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, s3_buckets: S3Buckets, fault: str
 ) -> None:
     """Garbage value, deleted rows, truncated keys or creds: named exactly; bridge healthy; backup repairs."""
     dr.on_failure_attach("server log", lambda: auth_db.server.log_tail(60))
@@ -32,7 +35,7 @@ def test_damaged_rows_named_and_repaired_from_backup_when_data_is_corrupted(
 @dr_claim(**CLAIM, story="A damaged heap page is reported with its table; the backup restores every write")
 @pytest.mark.destructive
 def test_damaged_page_named_by_bridge_and_pg_checksums_when_heap_byte_flipped(
-    dr: Any, pg_cluster: Any, faults: Any, profile: Any, s3_buckets: Any
+    dr: Any, pg_cluster: LocalCluster, faults: FaultSession, profile: Profile, s3_buckets: S3Buckets
 ) -> None:
     """Checksums turn the flipped byte into XX001; the bridge names whatsapp_keys; a restore replaces it."""
     dr.on_failure_attach("server log", lambda: pg_cluster.log_tail(80))

@@ -7,11 +7,14 @@ from typing import Any
 
 import pytest
 
+from chaos.profiles import Profile
+from chaos.toxiproxy import FaultSession
+from environment.env import AuthDatabase
 from reports.claims import dr_claim
 from scenarios.deadline_support import DEADLINE_FAULTS, run_deadline_check
 from scenarios.latency_support import Bandwidth, DegradationPoint, Latency, Slicer, run_degradation_point
 
-CLAIM = {
+CLAIM: dict[str, Any] = {
     "epic": "2 Database health monitoring",
     "controls": ["SOC2:CC7.2", "ISO27001:A.8.16"],
     "runbook": "docs/EMERGENCY_RECOVERY_RUNBOOK.md#detect",
@@ -37,7 +40,7 @@ DEGRADATIONS = [
 )
 @pytest.mark.parametrize("point", DEGRADATIONS)
 def test_percentiles_and_slow_query_alert_track_the_link_when_network_degrades(
-    dr: Any, auth_db: Any, faults: Any, profile: Any, point: DegradationPoint
+    dr: Any, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, point: DegradationPoint
 ) -> None:
     """P50 >= the injected delay, P95/P99 <= injected + jitter + slack; alerts as the delay implies."""
     dr.on_failure_attach("server log", lambda: auth_db.server.log_tail(60))
@@ -53,7 +56,7 @@ def test_percentiles_and_slow_query_alert_track_the_link_when_network_degrades(
 )
 @pytest.mark.parametrize("fault", DEADLINE_FAULTS)
 def test_calls_fail_clearly_at_their_deadline_when_database_cannot_answer_in_time(
-    dr: Any, auth_db: Any, faults: Any, profile: Any, fault: str
+    dr: Any, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, fault: str
 ) -> None:
     """A server-side stall ends at statement_timeout; a held-back reply at statement_timeout + margin."""
     dr.on_failure_attach("server log", lambda: auth_db.server.log_tail(60))

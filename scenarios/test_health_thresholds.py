@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from chaos.profiles import Profile
+from chaos.toxiproxy import FaultSession
+from environment.env import AuthDatabase
 from reports.claims import dr_claim
 from scenarios.health_thresholds_support import run_health_thresholds
 
@@ -30,7 +33,7 @@ from scenarios.health_thresholds_support import run_health_thresholds
     ],
 )
 def test_alert_fires_above_the_plans_threshold_and_not_below_when_load_crosses_it(
-    dr: Any, auth_db: Any, faults: Any, profile: Any, check: str
+    dr: Any, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, check: str
 ) -> None:
     """A live workload pushes one measure to just below, then just above, the plan's figure."""
     dr.on_failure_attach("server log", lambda: auth_db.server.log_tail(60))

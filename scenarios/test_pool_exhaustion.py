@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from chaos.profiles import Profile
+from chaos.toxiproxy import FaultSession
+from environment.env import AuthDatabase
 from reports.claims import dr_claim
 from scenarios.pool_support import run_pool_exhaustion
 
@@ -18,7 +21,7 @@ from scenarios.pool_support import run_pool_exhaustion
     runbook="docs/EMERGENCY_RECOVERY_RUNBOOK.md#detect",
 )
 def test_pool_alert_fires_and_extra_requests_fail_fast_when_slow_queries_hold_every_connection(
-    dr: Any, auth_db: Any, faults: Any, profile: Any
+    dr: Any, auth_db: AuthDatabase, faults: FaultSession, profile: Profile
 ) -> None:
     """21 slow reads hold the pool; the alert fires; 4 more fail at the pool timeout; healing frees it all."""
     dr.on_failure_attach("server log", lambda: auth_db.server.log_tail(60))

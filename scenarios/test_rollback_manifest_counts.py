@@ -4,10 +4,10 @@ during an outage with a live workload (scenarios/rollback_manifest_support.py)."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
+from environment.env import AuthDatabase
 from reports.claims import dr_claim
 from reports.context import DR
 from scenarios.rollback_manifest_support import run_manifest_counts
@@ -22,6 +22,6 @@ from scenarios.rollback_manifest_support import run_manifest_counts
     runbook="docs/EMERGENCY_RECOVERY_RUNBOOK.md#roll-back",
 )
 def test_export_manifests_agree_with_independent_count_when_exported_during_outage(
-    dr: DR, auth_db: Any, faults: FaultSession, profile: Profile, tmp_path: Path
+    dr: DR, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, tmp_path: Path
 ) -> None:
     run_manifest_counts(dr, auth_db, faults, profile, tmp_path)

@@ -35,23 +35,24 @@ from bridge.events import DEGRADED, RECOVERED, UNAVAILABLE, BridgeEvent
 from bridge.resilient import BridgeState, ResilientStore
 from bridge.rollback.baileys_check import check_export_dir
 from bridge.rollback.export import export_database, export_from_cache
-from chaos.checkers import database_digests
+from chaos.checkers import claim, database_digests, expect, expect_steady
 from chaos.history import CREDS, OK, History
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from chaos.waiting import wait_until
 from chaos.workload import BaileysWorkload
+from environment.env import AuthDatabase
 from reports.claims import dr_claim
 from reports.context import DR
-from scenarios.cache_support import bridge_config, claim, expect, history_jsonl, probe_bound
+from scenarios.cache_support import bridge_config, history_jsonl, probe_bound
 from scenarios.export_support import differing_keys, folder_digests, missing_acknowledged, seed_companies
 from scenarios.rollback_claims_support import next_event
 
 SEED = 41
 STEADY_ACTIONS_PER_COMPANY = 10
 PRE_KEYS_CONSUMED = 2  # per company, before the outage: the export must not bring them back
-# The workload actions that write no new key pairs: chaos.datagen's pairs are random bytes, which
-# Baileys' own checks reject, so a top-up or a new session would fail the Baileys check on the data.
+# The workload actions that write no new key pairs: chosen when chaos.datagen's pairs were random bytes that
+# Baileys rejects (they are real X25519 pairs now, so top-ups and new sessions could join the mix).
 # Drawing costs milliseconds per operation, and a failing call during the outage returns at once, so the
 # history grows fast; the timeline draws an even sample (the summary and, on failure, every op are attached).
 TIMELINE_MAX_OPS = 1500
@@ -81,7 +82,7 @@ class ExportPath:
     runbook="docs/EMERGENCY_RECOVERY_RUNBOOK.md#roll-back",
 )
 def test_rollback_completes_within_rto_when_database_lost_longer_than_ttl(
-    dr: DR, auth_db: Any, faults: FaultSession, profile: Profile, tmp_path: Path
+    dr: DR, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, tmp_path: Path
 ) -> None:
     config = bridge_config(auth_db.proxied_dsn, profile)
     ttl, bound = config.cache_ttl_s, probe_bound(config)
@@ -89,10 +90,8 @@ def test_rollback_completes_within_rto_when_database_lost_longer_than_ttl(
     bridge = ResilientStore.from_config(config)
     companies = [f"rto-{i:02d}" for i in range(profile.companies)]
     workload = BaileysWorkload(
-        bridge, companies, rate_per_company=profile.workload_ops_per_s, seed=SEED, mix=MIX
+        bridge, companies, rate_per_company=profile.workload_ops_per_s, seed=SEED, mix=MIX, history=history
     )
-    # Not history=: the workload keeps `history or History()`, and an empty History is falsy.
-    workload.history = history
     patience = bridge.store.op_timeout_s + 2 * bound
     read_db = database_digests(auth_db.admin_dsn)
     dr.on_failure_attach("bridge events", lambda: [e.to_dict() for e in bridge.events.events()])
@@ -127,7 +126,9 @@ def test_rollback_completes_within_rto_when_database_lost_longer_than_ttl(
                 problems.append(f"bridge is {bridge.state.value}")
             if not workload.running:
                 problems.append(f"workload stopped: {workload.error!r}")
-            expect([claim("steady state: bridge healthy, workload running, every operation ok", problems)])
+            expect_steady(
+                [claim("steady state: bridge healthy, workload running, every operation ok", problems)]
+            )
 
         seen = len(bridge.events)
         with dr.phase(

@@ -1,6 +1,6 @@
 """Claim 1.2: every command of the emergency recovery runbook works, because this scenario runs it.
 
-The blocks are extracted from docs/EMERGENCY_RECOVERY_RUNBOOK.md by chaos.runbook and run as written,
+The blocks are extracted from docs/EMERGENCY_RECOVERY_RUNBOOK.md by environment.runbook and run as written,
 in bash, against a real PostgreSQL seeded by a Baileys-like workload (and, for the restore, two real S3
 regions). Each run must exit as the runbook promises, and the state it leaves behind is checked against
 an oracle that does not use the code under test: digests of what the database holds (chaos.checkers)
@@ -26,25 +26,25 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bridge import codec, fsformat
 from bridge.backup.config import BackupKey, get_config
 from bridge.backup.create import create_backup
+from bridge.backup.pgtools import drop_database
 from bridge.events import DEGRADED, RECOVERED
 from bridge.resilient import ResilientStore
 from bridge.store import PgAuthStore
 from chaos import datagen
-from chaos.checkers import database_digests
+from chaos.checkers import claim, database_digests, expect, require_steady
 from chaos.corruption import garbage_key_value
 from chaos.profiles import Profile
-from chaos.runbook import PROJECT_ROOT, BlockRun, Runbook, RunbookRunner
 from chaos.toxiproxy import FaultSession
-from environment.env import APP_ROLE
+from environment.env import APP_ROLE, AuthDatabase, S3Buckets
+from environment.runbook import PROJECT_ROOT, BlockRun, Runbook, RunbookRunner
 from reports.claims import dr_claim
 from reports.context import DR
-from scenarios.cache_support import bridge_config, claim, expect, probe_bound
+from scenarios.cache_support import bridge_config, probe_bound
 from scenarios.export_support import differing_keys, folder_digests, seed_companies
 
 RUNBOOK_PATH = PROJECT_ROOT / "docs" / "EMERGENCY_RECOVERY_RUNBOOK.md"
@@ -99,7 +99,7 @@ _WINDOW_LINE = re.compile(
     controls=CONTROLS,
 )
 def test_runbook_rollback_and_way_back_work_when_database_unreachable_from_service(
-    dr: DR, auth_db: Any, faults: FaultSession, profile: Profile, tmp_path: Path
+    dr: DR, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, tmp_path: Path
 ) -> None:
     companies = [f"rb-{i:02d}" for i in range(COMPANIES)]
     company = companies[0]
@@ -134,7 +134,7 @@ def test_runbook_rollback_and_way_back_work_when_database_unreachable_from_servi
             before = {c: read_db(c) for c in companies}
             bridge.start()
             for c in companies:  # the service has every session open, so its cache holds the creds
-                assert bridge.get_creds(c) is not None
+                require_steady(bridge.get_creds(c) is not None, f"the bridge reads the creds of {c}")
             healthy = runner.run("health", BRIDGE_DSN=auth_db.proxied_dsn)
             expect([claim("health exits 0 while the database answers", _exit_problems(healthy, 0))])
 
@@ -313,7 +313,12 @@ def test_runbook_rollback_and_way_back_work_when_database_unreachable_from_servi
     controls=[*CONTROLS, "ISO27001:A.8.13"],
 )
 def test_runbook_restore_from_backup_works_when_database_corrupted(
-    dr: DR, auth_db: Any, faults: FaultSession, profile: Profile, s3_buckets: Any, tmp_path: Path
+    dr: DR,
+    auth_db: AuthDatabase,
+    faults: FaultSession,
+    profile: Profile,
+    s3_buckets: S3Buckets,
+    tmp_path: Path,
 ) -> None:
     companies = [f"rs-{i:02d}" for i in range(COMPANIES)]
     company = companies[0]
@@ -339,7 +344,7 @@ def test_runbook_restore_from_backup_works_when_database_corrupted(
     dr.on_failure_attach("server log", lambda: auth_db.server.log_tail(200))
 
     with ExitStack() as cleanup:
-        cleanup.callback(_drop_database, auth_db.server.superuser_dsn(), restore_db)
+        cleanup.callback(drop_database, auth_db.server.superuser_dsn(), restore_db)
         with dr.phase(
             "steady_state", "companies seeded with Baileys-valid auth state; a backup in both regions"
         ):
@@ -347,7 +352,7 @@ def test_runbook_restore_from_backup_works_when_database_corrupted(
                 seed_companies(store, companies, profile.keys_per_company, seed=SEED)
             before = {c: read_db(c) for c in companies}
             backup = create_backup(get_config(env=backup_env))
-            assert not backup.degraded, backup.to_dict()
+            require_steady(not backup.degraded, "a complete backup in both regions", backup.to_dict())
             healthy = runner.run("health")
             expect([claim("health exits 0 while the database answers", _exit_problems(healthy, 0))])
 
@@ -567,9 +572,3 @@ def _first_key(admin_dsn: str, company: str, key_type: str) -> str:
         ).fetchone()
     assert row is not None, f"{company} has no {key_type} key"
     return str(row[0])
-
-
-def _drop_database(server_admin_dsn: str, name: str) -> None:
-    """Drop a database this scenario restored (a missing one is fine)."""
-    with psycopg.connect(server_admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

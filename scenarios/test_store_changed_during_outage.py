@@ -8,10 +8,9 @@ it against bridges whose cache refresh is broken and shows that it fails, naming
 
 from __future__ import annotations
 
-from typing import Any
-
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
+from environment.env import AuthDatabase
 from reports.claims import dr_claim
 from reports.context import DR
 from scenarios.store_refresh_support import run_database_changed
@@ -26,7 +25,7 @@ from scenarios.store_refresh_support import run_database_changed
     runbook="docs/EMERGENCY_RECOVERY_RUNBOOK.md#decide",
 )
 def test_reads_return_database_values_after_recovery_when_database_changed_during_outage(
-    dr: DR, auth_db: Any, faults: FaultSession, profile: Profile
+    dr: DR, auth_db: AuthDatabase, faults: FaultSession, profile: Profile
 ) -> None:
     """Changed, inserted and deleted behind the bridge's back; after recovery every read is the database's."""
     run_database_changed(dr, auth_db, faults, profile)

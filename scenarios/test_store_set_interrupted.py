@@ -7,12 +7,11 @@ against a store that commits a set in several transactions and shows that it fai
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
+from environment.env import DedicatedCluster
 from reports.claims import dr_claim
 from reports.context import DR
 from scenarios.store_support import CUTS, run_set_interrupted
@@ -37,7 +36,7 @@ def test_keys_set_applied_all_or_nothing_when_interrupted_by_outage(
 ) -> None:
     """Rounds of a large set over every key type, cut in flight; each is held wholly or not at all."""
     if CUTS[cut].needs_process_control:
-        cluster: Any = request.getfixturevalue("pg_cluster")
+        cluster: DedicatedCluster = request.getfixturevalue("pg_cluster")
         run_set_interrupted(dr, CUTS[cut], cluster.auth_db, faults, profile, pg=cluster)
     else:
         run_set_interrupted(dr, CUTS[cut], request.getfixturevalue("auth_db"), faults, profile)

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from chaos.checkers import CLAIM_VIOLATED
 from scenarios.backup_integrity_support import run_replica_divergence, run_upload_fault
 from scenarios.backup_restore_support import run_resigned_tamper, run_row_counts_check
-from scenarios.cache_support import CLAIM_VIOLATED
 from tests.breaks import get_break
 
 

@@ -16,7 +16,7 @@ def _table(*rows: str) -> str:
 
 
 def test_repository_file_holds_the_plan_values() -> None:
-    """The figures the plan states (TARGETS.md of the plan, monitoring row included)."""
+    """The figures the plan states (the plan's list of targets, monitoring row included)."""
     t = plan_targets()
     assert {x.number for x in t.values()} == set(range(1, 17))
     expected = {

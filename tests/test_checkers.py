@@ -19,16 +19,20 @@ from chaos.checkers import (
     STALE_READ,
     WRITES_REFUSED,
     check_all,
+    claim,
     creds_never_roll_back,
+    expect_steady,
     intersect,
     no_acknowledged_write_lost,
     no_stale_read_past_ttl,
     no_write_applied_while_refused,
     read_only_windows,
     reads_served_within_ttl,
+    require_steady,
     sets_all_or_nothing,
     writes_refused_while_read_only,
 )
+from chaos.errors import STEADY_STATE_VIOLATED, SteadyStateViolated
 from chaos.history import CREDS, FAIL, INDETERMINATE, OK, History, Op, digest
 from chaos.tap import StoreTap
 
@@ -372,3 +376,21 @@ def test_a_write_still_running_is_not_judged_yet(history: History, clock: Clock)
     history.invoke(C, "test", "set_keys", writes={S1: {"v": 2}})  # the workload thread is inside the call
     verdict = writes_refused_while_read_only(history, cache_only=[(5, float("inf"))])
     assert verdict.ok and verdict.checked == 0
+
+
+def test_a_broken_steady_state_raises_steady_state_violated_carrying_what_and_problems() -> None:
+    """Not an AssertionError: the run stops before its fault, and the message blames suite or environment."""
+    expect_steady([claim("steady state: bridge healthy", [])])  # holds: silent
+    problems = [f"op {n} get_keys fail" for n in range(7)]
+    with pytest.raises(SteadyStateViolated) as info:
+        expect_steady([claim("steady state: bridge healthy", problems), claim("workload runs", [])])
+    assert not isinstance(info.value, AssertionError)
+    assert (info.value.what, info.value.problems) == ("bridge healthy", problems)
+    message = str(info.value)
+    assert message.startswith(f"{STEADY_STATE_VIOLATED}: bridge healthy")
+    assert "the suite or its environment is at fault, not the DR measure" in message
+    assert "op 4 get_keys fail" in message and "op 5" not in message and "and 2 more" in message
+    require_steady(True, "a complete backup")
+    with pytest.raises(SteadyStateViolated, match="a complete backup") as info:
+        require_steady(False, "a complete backup", {"degraded": ["region-b"]})
+    assert info.value.problems == ["observed: {'degraded': ['region-b']}"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from bridge.alerts import (
     WebhookSink,
     redact_url,
 )
+from bridge.backup.pgtools import free_port
 from bridge.errors import InvalidInputError
 from bridge.health import HealthMonitor, HealthThresholds, LatencyWindow
 
@@ -357,9 +357,7 @@ def test_webhook_sink_rejects_non_2xx_without_leaking_the_url(receiver: _Receive
 def test_unreachable_webhook_is_logged_without_the_token(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # free a moment ago: nothing listens there
     webhook = WebhookSink(f"http://127.0.0.1:{port}/bot{SECRET}/sendMessage?token={SECRET}", timeout_s=2)
     monitor = HealthMonitor(HealthThresholds(), [webhook], clock=clock)
     with caplog.at_level(logging.ERROR, logger="bridge.health"):

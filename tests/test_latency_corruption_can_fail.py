@@ -14,13 +14,11 @@ from bridge.errors import CorruptedKeyError, StoreError
 from bridge.health import HealthMonitor, HealthThresholds
 from bridge.resilient import ResilientStore
 from bridge.store import PgAuthStore
+from chaos.checkers import CLAIM_VIOLATED
 from scenarios.corruption_support import run_heap_corruption, run_logical_corruption
 from scenarios.deadline_support import run_deadline_check
 from scenarios.latency_support import Degradation, Latency, expected_alerts, run_degradation_point
 from scenarios.pool_support import run_pool_exhaustion
-
-CLAIM_VIOLATED = "DR claim violated"
-
 
 # -- broken monitors ---------------------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from reports.drill import EXIT_TARGET_MISSED, Paths, env_secrets, main
+from reports import summary as dr_summary
+from reports.drill import EXIT_RUN_PROBLEM, EXIT_TARGET_MISSED, DrillOutcome, Paths, env_secrets, main
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +26,7 @@ import time
 
 import pytest
 
+from chaos.checkers import claim, expect_steady
 from chaos.errors import EnvironmentUnavailable
 from reports.claims import dr_claim
 
@@ -85,12 +87,18 @@ def test_environment_unavailable(dr):
 
 def test_suite_error(dr):
     raise RuntimeError("bug in the scenario")
+
+
+@dr_claim(epic="3 Degraded mode", feature="3.2 Cache", story="Reads served from the cache")
+def test_reads_served_from_cache_when_database_down(dr, dr_env):
+    with dr.phase("steady_state", "bridge healthy"):
+        expect_steady([claim("steady state: bridge healthy", ["bridge is degraded"])])
 """
 
 
 @pytest.fixture(scope="module")
 def drill(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Run the drill once on five synthetic scenarios, with -n 2, into a temporary layout."""
+    """Run the drill once on six synthetic scenarios, with -n 2, into a temporary layout."""
     root = tmp_path_factory.mktemp("drill")
     env_secret = f"EnvCanary{secrets.token_hex(10)}"
     (root / "test_synthetic_scenarios.py").write_text(
@@ -148,7 +156,7 @@ def test_summary_has_a_row_per_claim_with_target_measured_and_evidence(drill: di
     assert rows["rto"]["claim"] == "Rollback within the RTO"
     uid = rows["rto"]["evidence"].split("#testresult/")[1]
     assert (paths.html / "data" / "test-cases" / f"{uid}.json").is_file()
-    assert summary["verdict"] == "DR TARGET MISSED" and summary["totals"]["tests"] == 5
+    assert summary["verdict"] == "DR TARGET MISSED" and summary["totals"]["tests"] == 6
     assert (
         "| Rollback within the RTO | rto | <= 60 s | 0.2 s | PASS |"
         in (paths.out / "dr-summary.md").read_text()
@@ -169,9 +177,63 @@ def test_categories_separate_product_environment_and_suite_failures(drill: dict[
     assert by_category == {
         "DR target missed": ["test_outage_detected_within_mttd_when_database_down"],
         "DR claim violated": ["test_writes_refused_when_database_down"],
+        "Steady state violated": ["test_reads_served_from_cache_when_database_down"],
         "Environment unavailable": ["test_environment_unavailable"],
         "Suite error": ["test_suite_error"],
     }
+
+
+def test_a_steady_state_violation_is_told_apart_from_the_missed_targets(drill: dict[str, Any]) -> None:
+    """allure-pytest's record of SteadyStateViolated: its row says so; the drill calls it a run problem."""
+    paths: Paths = drill["paths"]
+    summary = json.loads((paths.out / "dr-summary.json").read_text())
+    (row,) = [r for r in summary["rows"] if r["test"] == "test_reads_served_from_cache_when_database_down"]
+    assert (row["status"], row["verdict"], row["steady_state_violated"]) == (
+        "broken",
+        dr_summary.STEADY_STATE_ERROR,
+        True,
+    )
+    assert summary["totals"]["steady_state_violated"] == 1
+    problems = json.loads((paths.out / "drill.json").read_text())["problems"]
+    assert any("steady state violated before the fault" in p for p in problems)
+
+
+def _results(root: Path, *outcomes: tuple[str, str]) -> Path:
+    """An allure-results directory with one result per (status, message)."""
+    root.mkdir()
+    for n, (status, message) in enumerate(outcomes):
+        result = {
+            "uuid": f"u{n}",
+            "historyId": f"h{n}",
+            "name": f"test_{n}",
+            "status": status,
+            "statusDetails": {"message": message},
+            "stop": 1,
+        }
+        (root / f"u{n}-result.json").write_text(json.dumps(result))
+    return root
+
+
+STEADY = ("broken", "chaos.errors.SteadyStateViolated: steady state violated: bridge healthy")
+CLAIM = ("failed", "AssertionError: DR claim violated: no acknowledged write lost")
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "verdict", "code"),
+    [
+        ([("passed", ""), STEADY], dr_summary.SUITE_ERROR, EXIT_RUN_PROBLEM),
+        ([("passed", ""), CLAIM], dr_summary.TARGET_MISSED, EXIT_TARGET_MISSED),
+        ([STEADY, CLAIM], dr_summary.TARGET_MISSED, EXIT_TARGET_MISSED),
+    ],
+    ids=["steady-state-violated", "claim-violated", "both"],
+)
+def test_drill_exit_code_tells_a_steady_state_violation_from_a_missed_target(
+    tmp_path: Path, outcomes: list[tuple[str, str]], verdict: str, code: int
+) -> None:
+    """Exit 2 (suite or environment error) for a steady state that did not hold; 1 for a missed target."""
+    built = dr_summary.build_summary(_results(tmp_path / "allure-results", *outcomes))
+    assert built["verdict"] == verdict
+    assert DrillOutcome(pytest_exit=1, verdict=built["verdict"]).exit_code() == code
 
 
 def test_run_metadata_names_profile_backend_and_versions(drill: dict[str, Any]) -> None:
@@ -190,10 +252,10 @@ def test_run_metadata_names_profile_backend_and_versions(drill: dict[str, Any]) 
 
 
 def test_browser_check_saw_every_scenario_and_the_timeline(drill: dict[str, Any]) -> None:
-    """Headless Chromium opened all five pages, the timeline image loaded, screenshots were kept."""
+    """Headless Chromium opened all six pages, the timeline image loaded, screenshots were kept."""
     check = json.loads((drill["paths"].out / "report-check.json").read_text())
     assert check["problems"] == [] and check["ok"]
-    assert (check["total_on_page"], check["pages_checked"], check["timelines_shown"]) == (5, 5, 1)
+    assert (check["total_on_page"], check["pages_checked"], check["timelines_shown"]) == (6, 6, 1)
     assert all(Path(shot).read_bytes().startswith(b"\x89PNG") for shot in check["screenshots"])
 
 

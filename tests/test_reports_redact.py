@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from bridge import redact as bridge_redact
+from bridge.db import scrub
+from environment.runbook import secrets_of
 from reports.redact import (
     REDACTED,
     redact_data,
@@ -25,6 +28,17 @@ from reports.redact import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_layer_hides_a_secret_behind_the_same_placeholder() -> None:
+    password = "layer-" + secrets.token_hex(8)
+    dsn = f"host=db dbname=auth password={password}"
+    assert REDACTED is bridge_redact.REDACTED
+    hidden = f"host=db dbname=auth password={REDACTED}"
+    assert scrub(f"driver said: {dsn}", {"password": password}) == f"driver said: {hidden}"
+    runbook_text = bridge_redact.redact_values(f"exit 2: {dsn}", secrets_of({"BRIDGE_DSN": dsn}))
+    assert runbook_text == f"exit 2: {hidden}"
+    assert redact_text(dsn) == hidden
 
 
 def b64(n: int = 32) -> str:

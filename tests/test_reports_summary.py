@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from allure_pytest.utils import get_status
 
-from reports.summary import build_summary, judge, load_results, main, to_markdown, write_summary
+from chaos.checkers import ACK_LOST, claim, expect, expect_steady
+from chaos.errors import SteadyStateViolated
+from reports.summary import (
+    STEADY_STATE_ERROR,
+    SUITE_ERROR,
+    TARGET_MISSED,
+    build_summary,
+    judge,
+    load_results,
+    main,
+    to_markdown,
+    write_summary,
+)
 
 
 def write_result(
@@ -104,6 +118,7 @@ def test_rows_judge_each_figure_against_its_target(results: Path) -> None:
         "figures": 3,
         "figures_missed": 1,
         "target_missed_messages": 1,
+        "steady_state_violated": 0,
     }
 
 
@@ -121,6 +136,57 @@ def test_verdicts_for_clean_and_broken_runs(tmp_path: Path) -> None:
     assert build_summary(tmp_path)["verdict"] == "ALL DR TARGETS MET"
     write_result(tmp_path, "test_err", "broken", {})
     assert build_summary(tmp_path)["verdict"] == "SUITE OR ENVIRONMENT ERROR"
+
+
+def _as_allure_writes(error: type[BaseException], fail: Callable[[], None]) -> tuple[str, str]:
+    """The status and message allure-pytest records for the error that fail raises."""
+    with pytest.raises(error) as info:
+        fail()
+    return str(get_status(info.value)), info.exconly()
+
+
+def _steady_state_fails() -> None:
+    expect_steady([claim("steady state: bridge healthy, every operation ok", ["bridge is degraded"])])
+
+
+def _claim_fails() -> None:
+    expect([claim(ACK_LOST, ["write 3 acknowledged, then lost"])])
+
+
+def test_a_steady_state_violation_is_a_suite_or_environment_error_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A scenario stopped before its fault by SteadyStateViolated proves nothing about DR: exit 2, not 1."""
+    status, message = _as_allure_writes(SteadyStateViolated, _steady_state_fails)
+    assert status == "broken" and message.startswith(
+        "chaos.errors.SteadyStateViolated: steady state violated"
+    )
+    write_result(tmp_path, "test_ok", "passed", {"x_target": "< 5", "x_measured": "1"})
+    write_result(tmp_path, "test_cache", status, {}, message=message)
+    summary = build_summary(tmp_path)
+    assert summary["verdict"] == SUITE_ERROR
+    assert summary["totals"]["steady_state_violated"] == 1
+    (row,) = [r for r in summary["rows"] if r["test"] == "test_cache"]
+    assert row["verdict"] == STEADY_STATE_ERROR and row["steady_state_violated"]
+    assert main([str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert f"**Verdict: {SUITE_ERROR}**" in out and "not the DR measure" in out
+
+
+def test_a_violated_claim_is_a_missed_target_with_exit_1_even_beside_a_steady_state_violation(
+    tmp_path: Path,
+) -> None:
+    """The claim failure wins: a missed target is the product's failure, whatever else broke."""
+    status, message = _as_allure_writes(AssertionError, _claim_fails)
+    assert status == "failed"
+    write_result(tmp_path, "test_claim", status, {}, message=message)
+    assert build_summary(tmp_path)["verdict"] == TARGET_MISSED
+    assert main([str(tmp_path)]) == 1
+    status, message = _as_allure_writes(SteadyStateViolated, _steady_state_fails)
+    write_result(tmp_path, "test_cache", status, {}, message=message)
+    summary = build_summary(tmp_path)
+    assert summary["verdict"] == TARGET_MISSED and summary["totals"]["steady_state_violated"] == 1
+    assert main([str(tmp_path)]) == 1
 
 
 def test_latest_result_per_history_id_wins(tmp_path: Path) -> None:
@@ -165,6 +231,6 @@ def test_markdown_and_json_are_written(results: Path, tmp_path: Path) -> None:
 def test_cli_exit_code_follows_the_verdict(
     results: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """python -m reports.summary exits 1 unless every target was met."""
+    """python -m reports.summary exits 1 when a target was missed."""
     assert main([str(results), str(tmp_path / "o")]) == 1
     assert "DR TARGET MISSED" in capsys.readouterr().out

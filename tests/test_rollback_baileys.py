@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,9 @@ from bridge.rollback.baileys_check import (
     validate_folder,
 )
 from bridge.rollback.export import export_database
+from bridge.rollback.folder import encode_file, write_folder
 from bridge.rollback.importer import import_company_folder
+from chaos import datagen
 from tests.rollback_support import (
     differences,
     folder_json,
@@ -41,6 +44,22 @@ def test_generated_folder_has_every_key_type_and_the_ids_escaping_rewrites(baile
     assert any("/" in i for t, i in ids if t == "app-state-sync-key")
     assert any(i.startswith("5511999990001-1610000001@g.us::") for t, i in ids if t == "sender-key")
     assert validate_folder(folder).ok
+
+
+def test_a_chaos_datagen_company_passes_baileys_and_libsignal_checks(tmp_path: Path) -> None:
+    # The one data generator of the suite: every key pair real, every value in the form Baileys reads.
+    creds, keys = datagen.make_company(random.Random(7), "acme", 300)
+    folder = tmp_path / "acme"
+    folder.mkdir()
+    files = [
+        (fsformat.file_name(t, i), encode_file(v)) for t, entries in keys.items() for i, v in entries.items()
+    ]
+    write_folder(folder, encode_file(creds), files)
+
+    report = validate_folder(folder)
+
+    assert report.problems == []
+    assert report.counts == {t: len(entries) for t, entries in keys.items()}
 
 
 def test_export_with_every_key_type_is_what_baileys_sees_in_the_database(auth_db, tmp_path, baileys_folder):

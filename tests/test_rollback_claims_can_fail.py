@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from chaos.checkers import CLAIM_VIOLATED
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from reports.context import DR
-from scenarios.cache_support import CLAIM_VIOLATED
 from scenarios.rollback_import_support import run_partial_import
 from scenarios.rollback_manifest_support import AGREES, run_manifest_counts
 from tests.breaks import get_break

@@ -24,7 +24,12 @@ def rollback(*args: str, dsn: str | None = None, via_bridge: bool = False) -> su
         env["BRIDGE_DSN"] = dsn
     return subprocess.run(
         [sys.executable, "-m", *(["bridge", "rollback"] if via_bridge else ["bridge.rollback"]), *args],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

@@ -6,7 +6,6 @@ import errno
 import hashlib
 import json
 import os
-import random
 import stat
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from tests.rollback_support import (
     mounted_tmpfs,
     seed_company,
     synthetic_company,
-    synthetic_creds,
 )
 
 SMALL_MIX = {
@@ -59,7 +57,11 @@ def test_export_writes_one_baileys_folder_per_company_with_manifests(auth_db, tm
     run = export_database(auth_db.dsn, out)
 
     assert sorted(os.listdir(out)) == [
-        "acme", "acme.manifest.json", "beta", "beta.manifest.json", "manifest.json"
+        "acme",
+        "acme.manifest.json",
+        "beta",
+        "beta.manifest.json",
+        "manifest.json",
     ]
     assert stat.S_IMODE(os.stat(out / "beta").st_mode) == 0o700
     names = sorted(os.listdir(out / "beta"))
@@ -85,9 +87,10 @@ def test_export_writes_one_baileys_folder_per_company_with_manifests(auth_db, tm
     assert summary["keys_total"] == 2 * sum(SMALL_MIX.values()) == run.keys_total
     assert summary["source"]["isolation"] == "repeatable read, read only"
     assert "password" not in json.dumps(summary)
-    assert summary["companies"]["beta"]["manifest_sha256"] == hashlib.sha256(
-        (out / "beta.manifest.json").read_bytes()
-    ).hexdigest()
+    assert (
+        summary["companies"]["beta"]["manifest_sha256"]
+        == hashlib.sha256((out / "beta.manifest.json").read_bytes()).hexdigest()
+    )
     assert {"sync_s", "rename_s", "verify_s", "total_s"} <= set(summary["timings_s"])
 
 
@@ -123,8 +126,10 @@ def test_export_reads_one_snapshot_while_a_writer_commits(auth_db, tmp_path, mon
                     "VALUES ('beta', 'pre-key', '999999', %s::jsonb)",
                     (codec.dumps({"private": b"\x01" * 32, "public": b"\x02" * 32}),),
                 )
-                other.execute("UPDATE whatsapp_auth SET creds = creds || '{\"registrationId\": 1}' "
-                              "WHERE company_id = 'beta'")
+                other.execute(
+                    "UPDATE whatsapp_auth SET creds = creds || '{\"registrationId\": 1}' "
+                    "WHERE company_id = 'beta'"
+                )
             writes.append(True)
 
     monkeypatch.setattr(writer_module.ExportWriter, "add_company", add_then_write_concurrently)
@@ -269,7 +274,16 @@ def test_failure_while_renaming_puts_previous_folders_back(auth_db, tmp_path, mo
 
 
 UNSAFE_IDS = [
-    "../x", "a/b", "..", ".hidden", "", "x\x00y", "tab\there", "x" * 129, "manifest.json", "a.manifest.json"
+    "../x",
+    "a/b",
+    "..",
+    ".hidden",
+    "",
+    "x\x00y",
+    "tab\there",
+    "x" * 129,
+    "manifest.json",
+    "a.manifest.json",
 ]
 
 
@@ -283,7 +297,7 @@ def test_unsafe_company_id_is_refused_before_anything_is_written(auth_db, tmp_pa
 
 def test_unsafe_company_id_in_the_database_stops_the_export(auth_db, tmp_path):
     seed(auth_db, "acme")
-    seed_company(auth_db.admin_dsn, "../x", synthetic_creds(random.Random(3)), [])
+    seed_company(auth_db.admin_dsn, "../x", synthetic_company(3, mix={})[0], [])
     out = tmp_path / "export"
     with pytest.raises(RollbackError, match=r"unsafe as folder names.*\.\./x"):
         export_database(auth_db.dsn, out)
@@ -303,7 +317,7 @@ def test_rows_baileys_cannot_use_are_refused_or_skipped_and_listed(auth_db, tmp_
         conn.execute(
             "INSERT INTO whatsapp_keys (company_id, key_type, key_id, value) VALUES "
             "('acme', 'lid-mapping', '5511', '\"1876\"'::jsonb), "
-            "('acme', 'session', '5511.9', '{\"x\": {\"type\": \"Buffer\", \"data\": \"%%%%\"}}'::jsonb)"
+            '(\'acme\', \'session\', \'5511.9\', \'{"x": {"type": "Buffer", "data": "%%%%"}}\'::jsonb)'
         )
     with pytest.raises(InvalidRowsError, match="2 key row") as info:
         export_database(auth_db.dsn, tmp_path / "refused")
@@ -379,7 +393,11 @@ def test_the_comparison_helper_reports_paths_and_never_values():
     left = {"a": {"private": "SECRET1"}, "b": [1, 2], "c": 1}
     right = {"a": {"private": "SECRET2"}, "b": [1, 3], "d": 1}
     found = differences(left, right)
-    assert found == ["$['a']['private'] differs", "$['b'][1] differs", "$['c'] only on the left",
-                     "$['d'] only on the right"]
+    assert found == [
+        "$['a']['private'] differs",
+        "$['b'][1] differs",
+        "$['c'] only on the left",
+        "$['d'] only on the right",
+    ]
     assert "SECRET" not in " ".join(found)
     assert differences(left, left) == []

@@ -1,4 +1,4 @@
-"""chaos.runbook: the extractor finds every runnable block of a runbook; the runner fails naming the block.
+"""environment.runbook: the extractor finds every runnable block of a runbook; the runner fails naming it.
 
 No database here: the broken commands fail before they would connect, so these tests stay fast.
 """
@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from chaos.runbook import (
+from bridge.redact import REDACTED, redact_values
+from chaos.waiting import wait_until
+from environment.runbook import (
     PROJECT_ROOT,
     Runbook,
     RunbookCommandFailed,
@@ -19,12 +21,10 @@ from chaos.runbook import (
     RunbookFormatError,
     RunbookRunner,
     main,
-    redact,
     run_block,
     secrets_of,
     slug,
 )
-from chaos.waiting import wait_until
 
 RUNBOOK = PROJECT_ROOT / "docs" / "EMERGENCY_RECOVERY_RUNBOOK.md"
 REQUIRED_SECTIONS = (
@@ -279,5 +279,6 @@ def test_secrets_are_found_in_dsns_and_secret_variables_and_redacted() -> None:
     assert {"hunter2-secret", "s3cr%40t", "it\\'s long", "AKIASECRETVALUE"} <= set(secrets)
     assert "/tmp/export" not in secrets
     text = f"failed for {DUMMY_DSN} and postgresql://u:s3cr%40t@db/auth with AKIASECRETVALUE"
-    cleaned = redact(text, secrets)
+    cleaned = redact_values(text, secrets)
     assert "hunter2" not in cleaned and "s3cr" not in cleaned and "AKIA" not in cleaned
+    assert cleaned.count(REDACTED) == 3

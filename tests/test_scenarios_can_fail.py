@@ -18,14 +18,20 @@ import pytest
 from bridge.cache import CacheEntry, CacheKey
 from bridge.errors import DatabaseUnavailableError
 from bridge.resilient import BridgeState, ResilientStore
-from chaos.checkers import ACK_LOST, CACHE_SERVED, REFUSED_APPLIED, STALE_READ, WRITES_REFUSED
+from chaos.checkers import ACK_LOST, CACHE_SERVED, CLAIM_VIOLATED, REFUSED_APPLIED, STALE_READ, WRITES_REFUSED
 from chaos.outages import OUTAGES
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from reports.context import DR
-from scenarios.cache_support import CLAIM_VIOLATED
-from scenarios.test_cache_outage import ESCALATED, EXPIRED_REFUSED, LONG, SHORT, outage_case, run_cache_outage
-from scenarios.test_fault_schedules import fault_schedule_machine
+from scenarios.cache_outage_support import (
+    ESCALATED,
+    EXPIRED_REFUSED,
+    LONG,
+    SHORT,
+    outage_case,
+    run_cache_outage,
+)
+from scenarios.fault_schedule_support import fault_schedule_machine
 
 T = TypeVar("T")
 

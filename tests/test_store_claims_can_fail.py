@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 
-from chaos.checkers import SET_ATOMIC
+from chaos.checkers import CLAIM_VIOLATED, SET_ATOMIC
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from reports.context import DR
-from scenarios.cache_support import CLAIM_VIOLATED
 from scenarios.store_refresh_support import DB_WINS, run_database_changed
 from scenarios.store_support import CUTS, run_set_interrupted
 from tests.breaks import get_break

@@ -190,6 +190,13 @@ def test_workload_refuses_bad_settings(store: PgAuthStore) -> None:
         BaileysWorkload(store, COMPANIES, rate_per_company=1).step()
 
 
+def test_workload_records_into_the_history_it_is_given_even_an_empty_one() -> None:
+    # Scenarios pass a fresh History on the dr clock: an empty one must not be swapped for a new one.
+    history = History(clock=lambda: 0.0)
+    assert not history.ops()
+    assert BaileysWorkload(object(), COMPANIES, rate_per_company=1, history=history).history is history
+
+
 # -- history units -------------------------------------------------------------------------------------
 
 

@@ -1,13 +1,15 @@
-"""Helpers around PostgreSQL client programs: connection arguments without secrets, scratch databases."""
+"""Helpers around PostgreSQL programs: connection arguments without secrets, scratch databases, and what a
+local server needs to start (a free port, the postgres OS user when we are root)."""
 
 from __future__ import annotations
 
 import os
+import pwd
 import secrets
+import socket
 import subprocess
-import time
-from collections.abc import Callable
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -38,6 +40,34 @@ def describe_dsn(dsn: str) -> str:
     """Return host:port/dbname for messages, never the password."""
     p = conninfo_to_dict(dsn)
     return f"{p.get('host', 'localhost')}:{p.get('port', 5432)}/{p.get('dbname', '')}"
+
+
+def free_port() -> int:
+    """Return a port that was free on 127.0.0.1 a moment ago (callers retry on a bind race)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_os_user() -> str | None:
+    """The OS user PostgreSQL server programs run as: postgres when we are root (initdb refuses root)."""
+    return "postgres" if os.geteuid() == 0 else None
+
+
+def run_as(user: str | None) -> dict[str, Any]:
+    """subprocess arguments that run a child as user (only when we are root), without root's groups."""
+    if user and os.geteuid() == 0:
+        entry = pwd.getpwnam(user)
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    return {}
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last lines of a server log, for failure messages, or a note that there is no log."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
 
 
 def run_tool_version(path: str) -> str:
@@ -84,27 +114,3 @@ def tables_size(dsn: str) -> int:
         ).fetchone()
     assert row is not None
     return int(row[0])
-
-
-def wait_until(
-    predicate: Callable[[], bool],
-    *,
-    timeout: float,
-    what: str,
-    interval: float = 0.1,
-    alive: Callable[[], str | None] | None = None,
-) -> float:
-    """Poll predicate until true; fail fast when alive() reports a death; return seconds waited."""
-    t0 = time.monotonic()
-    last: Exception | None = None
-    while True:
-        try:
-            if predicate():
-                return time.monotonic() - t0
-        except Exception as exc:  # predicates probe servers that may not be up yet
-            last = exc
-        if alive is not None and (dead := alive()):
-            raise BackupError(f"gave up waiting for {what}: {dead}")
-        if time.monotonic() - t0 > timeout:
-            raise TimeoutError(f"waited {timeout:g}s for {what}; last error: {last!r}")
-        time.sleep(interval)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tarfile
 import tempfile
@@ -23,30 +22,20 @@ from pathlib import Path
 from typing import Any, cast
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from bridge.backup.catalog import MANIFEST, backup_key, list_backups
 from bridge.backup.config import BackupConfig
 from bridge.backup.crypto import decrypt_chunks
 from bridge.backup.errors import BackupError, RecoveryError, VerificationError, WalGapError
 from bridge.backup.manifest import Manifest, object_context
-from bridge.backup.pgtools import wait_until
+from bridge.backup.pgtools import free_port, log_tail, run_as, server_os_user
 from bridge.backup.s3 import RegionStore, require_backup
 from bridge.backup.validate import ValidationReport, fetch_verified, pick_region
 from bridge.backup.wal import find_gaps, remote_wal_names
+from bridge.waiting import WaitTimeout, wait_until
 
 READ_BLOCK = 1024 * 1024
-
-
-def _os_user() -> dict[str, Any]:
-    """Run PostgreSQL server programs as postgres when we are root (initdb/postgres refuse root)."""
-    return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
-
-
-def free_port() -> int:
-    """Return a TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -66,15 +55,18 @@ class RestoredCluster:
 
     def dsn(self, dbname: str = "postgres", user: str = "postgres") -> str:
         """A conninfo string for the restored server (its roles and passwords are the original cluster's)."""
-        pw = f" password={self.password}" if self.password else ""
-        return f"host={self.host} port={self.port} dbname={dbname} user={user}{pw} connect_timeout=5"
+        return make_conninfo(
+            host=self.host,
+            port=self.port,
+            dbname=dbname,
+            user=user,
+            password=self.password or None,
+            connect_timeout=5,
+        )
 
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of the server log."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no server log)"
+        return log_tail(self.log_path, lines)
 
     def running(self) -> bool:
         """True while the postmaster of this data directory runs."""
@@ -103,7 +95,7 @@ class RestoredCluster:
                 capture_output=True,
                 check=False,
                 timeout=90,
-                **_os_user(),
+                **run_as(server_os_user()),
             )
 
     def destroy(self) -> None:
@@ -268,18 +260,15 @@ class _ChunkReader:
 
 
 def _chown_tree(root: Path) -> None:
-    """Give a tree to postgres when we run as root."""
-    if os.geteuid() != 0:
+    """Give a tree to the server's OS user (postgres when we run as root)."""
+    user = server_os_user()
+    if user is None:
         return
-    shutil.chown(root, "postgres", "postgres")
+    shutil.chown(root, user, user)
+    owner = pwd.getpwnam(user)
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
-            os.chown(os.path.join(dirpath, name), *_pg_ids(), follow_symlinks=False)
-
-
-def _pg_ids() -> tuple[int, int]:
-    pw = pwd.getpwnam("postgres")
-    return pw.pw_uid, pw.pw_gid
+            os.chown(os.path.join(dirpath, name), owner.pw_uid, owner.pw_gid, follow_symlinks=False)
 
 
 def _fetch_wal(
@@ -331,9 +320,10 @@ def _verify_files(config: BackupConfig, data_dir: Path) -> None:
 
 def _check_access(data_dir: Path) -> None:
     """Fail clearly when the postgres user cannot reach the data directory (e.g. under a 0700 root dir)."""
-    if os.geteuid() != 0:
+    user = server_os_user()
+    if user is None:
         return
-    probe = subprocess.run(["test", "-r", str(data_dir / "PG_VERSION")], check=False, **_os_user())
+    probe = subprocess.run(["test", "-r", str(data_dir / "PG_VERSION")], check=False, **run_as(user))
     if probe.returncode != 0:
         raise BackupError(
             f"the postgres user cannot read {data_dir}: a parent directory is not traversable "
@@ -358,8 +348,8 @@ def _configure(cluster: RestoredCluster, wal_dir: Path, target_time: datetime) -
     (cluster.data_dir / "recovery.signal").touch()
     _chown_tree(cluster.data_dir)
     cluster.log_path.touch()
-    if os.geteuid() == 0:
-        shutil.chown(cluster.log_path, "postgres", "postgres")
+    if (user := server_os_user()) is not None:
+        shutil.chown(cluster.log_path, user, user)
 
 
 def _start_and_wait(cluster: RestoredCluster, timeout_s: float) -> None:
@@ -380,7 +370,7 @@ def _start_and_wait(cluster: RestoredCluster, timeout_s: float) -> None:
         text=True,
         check=False,
         timeout=timeout_s + 30,
-        **_os_user(),
+        **run_as(server_os_user()),
     )
     if proc.returncode != 0:
         tail = cluster.log_tail()
@@ -396,12 +386,16 @@ def _start_and_wait(cluster: RestoredCluster, timeout_s: float) -> None:
             row = conn.execute("SELECT NOT pg_is_in_recovery()").fetchone()
             return bool(row and row[0])
 
-    def death() -> str | None:
-        return None if cluster.running() else f"the restored server exited:\n{cluster.log_tail()}"
-
     try:
-        wait_until(promoted, timeout=timeout_s, what="recovery to reach its target and promote", alive=death)
-    except (TimeoutError, BackupError) as exc:
+        wait_until(
+            promoted,
+            timeout=timeout_s,
+            what="recovery to reach its target and promote",
+            interval=0.1,
+            alive=cluster.running,
+            log_tail=cluster.log_tail,
+        )
+    except WaitTimeout as exc:
         tail = cluster.log_tail()
         reason = "target_not_reached" if "recovery target was reached" in tail else "recovery_timeout"
         raise RecoveryError(

@@ -21,7 +21,7 @@ from bridge.backup.replicate import stores_for
 from bridge.backup.validate import ValidationReport
 from scenarios.backup_integrity_support import REPLICA_CHECKED, UPLOAD_VERIFIED
 from scenarios.backup_restore_support import AUTH_DECRYPTION, COUNTS_INDEPENDENT
-from tests.breaks import Break
+from tests.breaks.base import Break
 
 
 def manifest_only_region_check(

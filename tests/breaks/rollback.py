@@ -11,7 +11,7 @@ from bridge.rollback import export as export_module
 from bridge.rollback.manifest import RunManifest
 from scenarios.rollback_import_support import NOTHING_DELETED
 from scenarios.rollback_manifest_support import AGREES, FULL_MATCHES_DB
-from tests.breaks import Break
+from tests.breaks.base import Break
 
 # The two snapshot queries that read whatsapp_keys per company: the row count and the rows themselves.
 KEYS_OF_COMPANY = "FROM whatsapp_keys WHERE company_id"

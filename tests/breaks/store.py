@@ -20,7 +20,7 @@ from bridge.resilient import DATA_CORRUPTED, REFRESH_BATCH, ResilientStore, _cre
 from bridge.store import _SET_KEYS_SQL, SET_KEYS, EncodedSet, PgAuthStore, SetResult, decode_creds, decode_key
 from chaos.checkers import SET_ATOMIC
 from scenarios.store_refresh_support import DB_WINS
-from tests.breaks import Break
+from tests.breaks.base import Break
 
 
 def write_set_per_type(self: PgAuthStore, company_id: str, encoded: EncodedSet) -> SetResult:

@@ -22,8 +22,8 @@ none: every shell command in the runbook is one the suite runs.
 
 Operators run blocks the same way, by id, with their own environment (nothing is stripped from it):
 
-    python -m chaos.runbook list
-    python -m chaos.runbook run export verify-export
+    python -m environment.runbook list
+    python -m environment.runbook run export verify-export
 
 Exit status: 0 every block exited as the runbook promises, 1 one did not (later ones are not run),
 2 an unknown block, a missing input or a malformed runbook.
@@ -39,11 +39,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bridge.redact import redact_values
 from chaos.errors import ChaosError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -274,13 +275,6 @@ def secrets_of(env: Mapping[str, str]) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret in text with '***'."""
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
 def _tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
@@ -390,8 +384,8 @@ def run_block(
     run = BlockRun(
         block,
         proc.returncode,
-        redact(out, secrets),
-        redact(err, secrets),
+        redact_values(out, secrets),
+        redact_values(err, secrets),
         time.monotonic() - start,
         sorted(block.inputs),
     )
@@ -444,7 +438,9 @@ class RunbookRunner:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`list` the runnable blocks, or `run` blocks by id with this shell's environment; return the status."""
-    parser = argparse.ArgumentParser(prog="python -m chaos.runbook", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m environment.runbook", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument(
         "--file", type=Path, default=DEFAULT_RUNBOOK, help="the runbook (default: %(default)s)"
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 from bridge.errors import CorruptedKeyError, StoreError
 from bridge.store import PgAuthStore
+from chaos.checkers import CLAIM_VIOLATED
 from chaos.history import CREDS, History, digest
 
 KEYS, AUTH = "whatsapp_keys", "whatsapp_auth"
@@ -110,7 +111,7 @@ def assert_findings(
     extra = sorted(set(found) - want - set(tolerated))
     if missed or extra:
         lines = [
-            f"DR claim violated: {fault} not detected as injected: "
+            f"{CLAIM_VIOLATED}: {fault} not detected as injected: "
             f"{len(want)} rows damaged, {len(found)} named"
         ]
         lines += [f"  missed: {f}" for f in missed[:5]] + (
