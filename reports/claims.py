@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ MARKER = "dr_claim"
 SEVERITIES = ("blocker", "critical", "normal", "minor", "trivial")
 CONTROL = re.compile(r"^(SOC2|ISO27001):[A-Z]+[0-9.]*[0-9]$")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+CATALOGUE = REPO_ROOT / "scenarios" / "claims.toml"
+_FIELDS = {"file", "epic", "feature", "story", "severity", "controls", "runbook"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,52 @@ def dr_claim(
     """Decorate a scenario with the DR claim it proves; the plugin turns it into Allure labels and links."""
     claim = DRClaim(epic, feature, story, severity, tuple(controls), runbook)
     return pytest.mark.dr_claim(claim=claim)
+
+
+def load_catalogue(path: Path = CATALOGUE) -> dict[tuple[str, str], DRClaim]:
+    """The claims of scenarios/claims.toml, by (file from the repository root, function name).
+
+    A malformed entry raises ValueError naming the file, the entry and what is wrong.
+    """
+    try:
+        tables = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the claims catalogue: {exc}") from None
+    claims: dict[tuple[str, str], DRClaim] = {}
+    for name, entry in tables.items():
+        where = f"{path}: [{name}]"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: must be a table")
+        unknown, missing = set(entry) - _FIELDS, {"file", "epic", "feature", "story"} - set(entry)
+        if unknown or missing:
+            raise ValueError(f"{where}: unknown fields {sorted(unknown)}, missing fields {sorted(missing)}")
+        controls = entry.get("controls", [])
+        if not isinstance(controls, list) or not all(isinstance(c, str) for c in controls):
+            raise ValueError(f"{where}: controls must be a list of strings")
+        try:
+            claim = DRClaim(
+                entry["epic"],
+                entry["feature"],
+                entry["story"],
+                entry.get("severity", "critical"),
+                tuple(controls),
+                entry.get("runbook"),
+            )
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        claims[(entry["file"], name)] = claim
+    return claims
+
+
+def mark_from_catalogue(items: list[pytest.Item], catalogue: dict[tuple[str, str], DRClaim]) -> None:
+    """Give each scenario named in the catalogue its claim, unless it carries a @dr_claim of its own."""
+    for item in items:
+        if not item.path.is_relative_to(REPO_ROOT):
+            continue
+        name = getattr(item, "originalname", item.name)
+        claim = catalogue.get((item.path.relative_to(REPO_ROOT).as_posix(), name))
+        if claim is not None and item.get_closest_marker(MARKER) is None:
+            item.add_marker(pytest.mark.dr_claim(claim=claim))
 
 
 def claim_of(item: pytest.Item) -> DRClaim | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from reports.claims import MARKER, apply_claims
+from reports.claims import MARKER, apply_claims, load_catalogue, mark_from_catalogue
 from reports.context import DR
 from reports.meta import write_run_metadata
 from reports.redact import redact_text, register_secret, registered_secrets, scrub_directory
@@ -37,6 +37,11 @@ def _allure_dir(config: pytest.Config) -> str | None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Turn each scenario's dr_claim into Allure epic/feature/story/severity/tag labels and a runbook link."""
+    try:
+        catalogue = load_catalogue()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    mark_from_catalogue(items, catalogue)
     apply_claims(items, allure_active=config.pluginmanager.hasplugin("allure_pytest"))
 
 

@@ -15,14 +15,11 @@ violated claim.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from chaos.outages import OUTAGES
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
-from reports.claims import dr_claim
 from reports.context import DR
 from scenarios.cache_outage_support import LONG, SHORT, outage_case, run_cache_outage
 
@@ -30,15 +27,8 @@ SHAPES = [
     pytest.param(name, id=name, marks=[pytest.mark.destructive] if s.needs_process_control else [])
     for name, s in OUTAGES.items()
 ]
-CLAIM: dict[str, Any] = {
-    "epic": "3.1 Credential cache and read-only mode",
-    "feature": "3.1 Cache survival window",
-    "controls": ["SOC2:A1.2", "SOC2:A1.3", "ISO27001:A.8.14"],
-    "runbook": "docs/EMERGENCY_RECOVERY_RUNBOOK.md#decide",
-}
 
 
-@dr_claim(story="Outage shorter than the TTL", severity="blocker", **CLAIM)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_reads_served_from_cache_and_writes_refused_when_database_down_shorter_than_ttl(
     shape: str, dr: DR, profile: Profile, faults: FaultSession, request: pytest.FixtureRequest
@@ -46,7 +36,6 @@ def test_reads_served_from_cache_and_writes_refused_when_database_down_shorter_t
     run_cache_outage(dr, outage_case(request, OUTAGES[shape], SHORT, faults), profile)
 
 
-@dr_claim(story="Outage longer than the TTL", severity="critical", **CLAIM)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_cache_expiry_declared_and_escalated_at_ttl_when_database_down_longer_than_ttl(
     shape: str, dr: DR, profile: Profile, faults: FaultSession, request: pytest.FixtureRequest

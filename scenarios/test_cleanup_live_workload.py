@@ -10,18 +10,9 @@ from typing import Any
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from environment.env import AuthDatabase
-from reports.claims import dr_claim
 from scenarios.cleanup_support import run_cleanup_live_workload
 
 
-@dr_claim(
-    epic="3.2 Automated cleanup of expired keys",
-    feature="3.2 Cleanup: growth bounded, no needed key deleted",
-    story="Cleanup during live sessions: growth bounded, no needed key deleted, Baileys still loads",
-    severity="critical",
-    controls=["SOC2:A1.2", "ISO27001:A.8.13"],
-    runbook="docs/KEY_CLEANUP.md",
-)
 def test_cleanup_keeps_every_key_a_live_session_needs_when_run_during_workload(
     dr: Any, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, tmp_path: Path
 ) -> None:

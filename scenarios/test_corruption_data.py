@@ -10,19 +10,9 @@ import pytest
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from environment.env import AuthDatabase, LocalCluster, S3Buckets
-from reports.claims import dr_claim
 from scenarios.corruption_support import LOGICAL_FAULTS, run_heap_corruption, run_logical_corruption
 
-CLAIM: dict[str, Any] = {
-    "epic": "3 Integrity",
-    "feature": "Data corruption detected, named and restored from backup",
-    "severity": "critical",
-    "controls": ["SOC2:CC7.2", "SOC2:A1.3", "ISO27001:A.8.13", "ISO27001:A.8.16"],
-    "runbook": "docs/EMERGENCY_RECOVERY_RUNBOOK.md#detect",
-}
 
-
-@dr_claim(**CLAIM, story="Rows damaged behind the bridge's back are named and repaired from the backup")
 @pytest.mark.parametrize("fault", LOGICAL_FAULTS)
 def test_damaged_rows_named_and_repaired_from_backup_when_data_is_corrupted(
     dr: Any, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, s3_buckets: S3Buckets, fault: str
@@ -32,7 +22,6 @@ def test_damaged_rows_named_and_repaired_from_backup_when_data_is_corrupted(
     run_logical_corruption(dr, auth_db, faults, profile, s3_buckets, fault)
 
 
-@dr_claim(**CLAIM, story="A damaged heap page is reported with its table; the backup restores every write")
 @pytest.mark.destructive
 def test_damaged_page_named_by_bridge_and_pg_checksums_when_heap_byte_flipped(
     dr: Any, pg_cluster: LocalCluster, faults: FaultSession, profile: Profile, s3_buckets: S3Buckets

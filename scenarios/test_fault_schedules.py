@@ -15,19 +15,10 @@ from __future__ import annotations
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from environment.env import AuthDatabase
-from reports.claims import dr_claim
 from reports.context import DR
 from scenarios.fault_schedule_support import run_fault_schedules
 
 
-@dr_claim(
-    epic="3.1 Credential cache and read-only mode",
-    feature="3.1 Read-only degraded mode",
-    story="Any schedule of network faults",
-    severity="critical",
-    controls=["SOC2:A1.2", "SOC2:A1.3", "ISO27001:A.8.14"],
-    runbook="docs/EMERGENCY_RECOVERY_RUNBOOK.md#decide",
-)
 def test_history_checkers_hold_when_network_faults_come_and_go_in_any_order(
     dr: DR, profile: Profile, auth_db: AuthDatabase, faults: FaultSession
 ) -> None:

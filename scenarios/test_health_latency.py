@@ -10,15 +10,8 @@ import pytest
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from environment.env import AuthDatabase
-from reports.claims import dr_claim
 from scenarios.deadline_support import DEADLINE_FAULTS, run_deadline_check
 from scenarios.latency_support import Bandwidth, DegradationPoint, Latency, Slicer, run_degradation_point
-
-CLAIM: dict[str, Any] = {
-    "epic": "2 Database health monitoring",
-    "controls": ["SOC2:CC7.2", "ISO27001:A.8.16"],
-    "runbook": "docs/EMERGENCY_RECOVERY_RUNBOOK.md#detect",
-}
 
 # Latency +/- jitter, then a throttled and a sliced link, each sized so that one read takes about 0.7 s.
 # 200 ms has no jitter: every read is then above the 200 ms P95 target, so the P95 alert must fire.
@@ -32,12 +25,6 @@ DEGRADATIONS = [
 ]
 
 
-@dr_claim(
-    **CLAIM,
-    feature="2.1 Query latency P95 < 200 ms, P99 < 500 ms; slow-query alert > 500 ms",
-    story="Percentiles track a degraded link; the slow-query alert fires and clears",
-    severity="critical",
-)
 @pytest.mark.parametrize("point", DEGRADATIONS)
 def test_percentiles_and_slow_query_alert_track_the_link_when_network_degrades(
     dr: Any, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, point: DegradationPoint
@@ -48,12 +35,6 @@ def test_percentiles_and_slow_query_alert_track_the_link_when_network_degrades(
     run_degradation_point(dr, auth_db, faults, profile, point)
 
 
-@dr_claim(
-    **CLAIM,
-    feature="2.1 Query latency P95 < 200 ms, P99 < 500 ms; slow-query alert > 500 ms",
-    story="No call hangs past its deadline",
-    severity="critical",
-)
 @pytest.mark.parametrize("fault", DEADLINE_FAULTS)
 def test_calls_fail_clearly_at_their_deadline_when_database_cannot_answer_in_time(
     dr: Any, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, fault: str

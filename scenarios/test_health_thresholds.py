@@ -11,18 +11,9 @@ import pytest
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from environment.env import AuthDatabase
-from reports.claims import dr_claim
 from scenarios.health_thresholds_support import run_health_thresholds
 
 
-@dr_claim(
-    epic="2 Database health monitoring",
-    feature="2.x Alert thresholds: slow query, P95/P99, pool > 80 % of 21, expired keys > 500",
-    story="Each alert fires just above the plan's threshold and stays silent just below it",
-    severity="critical",
-    controls=["SOC2:CC7.2", "ISO27001:A.8.16"],
-    runbook="docs/EMERGENCY_RECOVERY_RUNBOOK.md#detect",
-)
 @pytest.mark.parametrize(
     "check",
     [

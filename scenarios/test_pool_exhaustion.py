@@ -8,18 +8,9 @@ from typing import Any
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from environment.env import AuthDatabase
-from reports.claims import dr_claim
 from scenarios.pool_support import run_pool_exhaustion
 
 
-@dr_claim(
-    epic="2 Database health monitoring",
-    feature="2.2 Pool-utilisation alert > 80 % of 21",
-    story="Pool exhausted by slow queries: alert, fail fast, recover",
-    severity="critical",
-    controls=["SOC2:CC7.2", "ISO27001:A.8.16"],
-    runbook="docs/EMERGENCY_RECOVERY_RUNBOOK.md#detect",
-)
 def test_pool_alert_fires_and_extra_requests_fail_fast_when_slow_queries_hold_every_connection(
     dr: Any, auth_db: AuthDatabase, faults: FaultSession, profile: Profile
 ) -> None:

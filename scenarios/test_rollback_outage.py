@@ -42,7 +42,6 @@ from chaos.toxiproxy import FaultSession
 from chaos.waiting import wait_until
 from chaos.workload import BaileysWorkload
 from environment.env import AuthDatabase
-from reports.claims import dr_claim
 from reports.context import DR
 from scenarios.cache_support import bridge_config, history_jsonl, probe_bound
 from scenarios.export_support import differing_keys, folder_digests, missing_acknowledged, seed_companies
@@ -73,14 +72,6 @@ class ExportPath:
     baileys_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-@dr_claim(
-    epic="1 Emergency rollback",
-    feature="1.3 Tested rollback",
-    story="Rollback verified within the RTO after the database is lost for longer than the TTL",
-    severity="blocker",
-    controls=["SOC2:A1.3", "ISO27001:A.5.30"],
-    runbook="docs/EMERGENCY_RECOVERY_RUNBOOK.md#roll-back",
-)
 def test_rollback_completes_within_rto_when_database_lost_longer_than_ttl(
     dr: DR, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, tmp_path: Path
 ) -> None:

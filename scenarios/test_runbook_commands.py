@@ -42,7 +42,6 @@ from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from environment.env import APP_ROLE, AuthDatabase, S3Buckets
 from environment.runbook import PROJECT_ROOT, BlockRun, Runbook, RunbookRunner
-from reports.claims import dr_claim
 from reports.context import DR
 from scenarios.cache_support import bridge_config, probe_bound
 from scenarios.export_support import differing_keys, folder_digests, seed_companies
@@ -90,14 +89,6 @@ _WINDOW_LINE = re.compile(
 )
 
 
-@dr_claim(
-    story="Roll back to files and come back, every command as written",
-    severity="critical",
-    runbook="docs/EMERGENCY_RECOVERY_RUNBOOK.md#roll-back",
-    epic=EPIC,
-    feature=FEATURE,
-    controls=CONTROLS,
-)
 def test_runbook_rollback_and_way_back_work_when_database_unreachable_from_service(
     dr: DR, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, tmp_path: Path
 ) -> None:
@@ -304,14 +295,6 @@ def test_runbook_rollback_and_way_back_work_when_database_unreachable_from_servi
             dr.attach_json("runbook runs", runner.evidence())
 
 
-@dr_claim(
-    story="Restore from backup after corruption, every command as written",
-    severity="critical",
-    runbook="docs/EMERGENCY_RECOVERY_RUNBOOK.md#restore-from-backup",
-    epic=EPIC,
-    feature=FEATURE,
-    controls=[*CONTROLS, "ISO27001:A.8.13"],
-)
 def test_runbook_restore_from_backup_works_when_database_corrupted(
     dr: DR,
     auth_db: AuthDatabase,

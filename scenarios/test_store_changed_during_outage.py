@@ -11,19 +11,10 @@ from __future__ import annotations
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from environment.env import AuthDatabase
-from reports.claims import dr_claim
 from reports.context import DR
 from scenarios.store_refresh_support import run_database_changed
 
 
-@dr_claim(
-    epic="3.1 Credential cache and read-only mode",
-    feature="3.1 Automatic recovery",
-    story="The database wins after recovery",
-    severity="critical",
-    controls=["SOC2:A1.2", "SOC2:A1.3", "ISO27001:A.8.14"],
-    runbook="docs/EMERGENCY_RECOVERY_RUNBOOK.md#decide",
-)
 def test_reads_return_database_values_after_recovery_when_database_changed_during_outage(
     dr: DR, auth_db: AuthDatabase, faults: FaultSession, profile: Profile
 ) -> None:

@@ -12,7 +12,6 @@ import pytest
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from environment.env import DedicatedCluster
-from reports.claims import dr_claim
 from reports.context import DR
 from scenarios.store_support import CUTS, run_set_interrupted
 
@@ -22,14 +21,6 @@ CUT_PARAMS = [
 ]
 
 
-@dr_claim(
-    epic="3.1 Credential cache and read-only mode",
-    feature="3.1 Writes never lost silently and never diverging",
-    story="A keys.set interrupted mid-flight is applied all or nothing",
-    severity="blocker",
-    controls=["SOC2:A1.2", "ISO27001:A.8.14"],
-    runbook="docs/EMERGENCY_RECOVERY_RUNBOOK.md#decide",
-)
 @pytest.mark.parametrize("cut", CUT_PARAMS)
 def test_keys_set_applied_all_or_nothing_when_interrupted_by_outage(
     cut: str, dr: DR, profile: Profile, faults: FaultSession, request: pytest.FixtureRequest
