@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bridge.backup.catalog import ID_RE
 from bridge.backup.config import BackupKey
 from bridge.backup.errors import VerificationError
 from bridge.backup.manifest import Manifest, backup_time, new_backup_id
@@ -96,3 +97,14 @@ def test_backup_ids_sort_by_time_and_decode() -> None:
     b = new_backup_id(datetime(2026, 1, 2, 0, 0, 0, tzinfo=UTC))
     assert a < b
     assert backup_time(a) == datetime(2026, 1, 1, 23, 59, 59, tzinfo=UTC)
+
+
+def test_backups_made_within_one_second_sort_in_creation_order() -> None:
+    """The newest backup is the last one made, even in the same second (the random suffix never decides)."""
+    for _ in range(50):
+        early = new_backup_id(datetime(2026, 1, 1, 12, 0, 0, 1000, tzinfo=UTC))
+        late = new_backup_id(datetime(2026, 1, 1, 12, 0, 0, 2000, tzinfo=UTC))
+        assert early < late and ID_RE.match(early) and ID_RE.match(late)
+    assert backup_time(late) == datetime(2026, 1, 1, 12, 0, 0, 2000, tzinfo=UTC)
+    assert backup_time("20260101T120000Z-abcdef") == datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert ID_RE.match("20260101T120000Z-abcdef")

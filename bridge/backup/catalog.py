@@ -17,7 +17,7 @@ from typing import Any
 from bridge.backup.manifest import KINDS, backup_time
 from bridge.backup.s3 import ObjectNotFoundError, RegionStore
 
-ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
+ID_RE = re.compile(r"^\d{8}T\d{6}(\.\d{6})?Z-[0-9a-f]{6}$")  # ids before microseconds still list
 DATA = "data.enc"
 MANIFEST = "manifest.json"
 VALIDATED = "validated.json"

@@ -27,13 +27,19 @@ def tool_version() -> str:
 
 
 def new_backup_id(now: datetime) -> str:
-    """Return a sortable, unique id: UTC time plus 6 random hex digits."""
-    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    """Return a sortable, unique id: UTC time to the microsecond plus 6 random hex digits.
+
+    The microseconds keep two backups made within one second in creation order, so "the newest backup"
+    (what validate, restore and retention pick by default) is never decided by the random suffix.
+    """
+    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ") + "-" + secrets.token_hex(3)
 
 
 def backup_time(backup_id: str) -> datetime:
-    """Return the UTC creation time encoded in a backup id."""
-    return datetime.strptime(backup_id.split("-", 1)[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    """Return the UTC creation time encoded in a backup id (with or without microseconds)."""
+    stamp = backup_id.split("-", 1)[0]
+    fmt = "%Y%m%dT%H%M%S.%fZ" if "." in stamp else "%Y%m%dT%H%M%SZ"
+    return datetime.strptime(stamp, fmt).replace(tzinfo=UTC)
 
 
 def object_context(kind: str, backup_id: str) -> str:
