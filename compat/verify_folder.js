@@ -46,7 +46,7 @@ function parseArgs(argv) {
   return opts
 }
 
-// The inverse of fixFileName for the ids Baileys 6.7.x produces (see baileys-auth-format.md, section 1).
+// The inverse of fixFileName for the ids Baileys 6.7.x produces (the Python side is bridge/fsformat.py).
 function idsFromListing(names) {
   const ids = []
   for (const name of names) {
