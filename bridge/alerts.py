@@ -1,4 +1,7 @@
-"""Alert values and the sinks that deliver them: a log, a JSON webhook, or memory (for tests).
+"""Alert values and the simple sinks: a log, a JSON webhook, or memory (for tests).
+
+The production sinks (Telegram, Sentry) are in bridge.alert_sinks; bridge.alert_queue delivers
+through any sink from a background thread, so that no query waits for a receiver.
 
 An ``Alert`` is raised once while its condition lasts; the monitor then sends one
 ``AlertEvent(kind="raised")`` and, when the condition ends, one ``AlertEvent(kind="cleared")``.
@@ -30,12 +33,18 @@ _MAX_REPLY_BYTES = 64 * 1024
 
 
 class AlertDeliveryError(BridgeError):
-    """A sink could not deliver an event; ``target`` is the redacted destination, never a secret."""
+    """A sink could not deliver an event; ``target`` is the redacted destination, never a secret.
 
-    def __init__(self, message: str, *, target: str, status: int | None = None) -> None:
+    ``retry_after_s`` is how long the receiver asked to be left alone (Telegram's 429), if it said.
+    """
+
+    def __init__(
+        self, message: str, *, target: str, status: int | None = None, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.target = target
         self.status = status
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ a pool probe and by the cleanup job, and turns those observations into alerts:
   event is sent when it ends; an active alert's value is kept current without a new event;
 * time-based conditions (the rolling window, the slow-query hold) are re-evaluated on every
   observation and on ``snapshot()``/``active_alerts()``, so an alert clears as time passes;
-* sinks run outside the monitor's lock, in event order, so a slow webhook never blocks a query
-  path, and a failing sink is logged and counted, never propagated.
+* sinks run outside the monitor's lock, in event order, and a failing sink is logged and counted,
+  never propagated; a sink that talks to a receiver is wrapped in ``bridge.alert_queue.QueuedSink``,
+  whose ``send`` only enqueues, so a slow or dead receiver never blocks the query that raised the
+  alert, and its delivery counters appear in the snapshot.
 
 Percentiles are exact, by the nearest-rank method (the smallest observed value with at least
 p % of the samples at or below it), over the samples of the last ``window_s`` seconds, at most
@@ -222,6 +224,8 @@ class HealthSnapshot:
     down_for_s: float | None
     alerts: list[Alert] = field(default_factory=list)
     sink_failures: int = 0
+    # Per queued sink (bridge.alert_queue): delivered, retried, dropped, deduplicated, queued.
+    delivery: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -247,6 +251,7 @@ class HealthSnapshot:
             "down_for_s": self.down_for_s,
             "alerts": [a.to_dict() for a in self.alerts],
             "sink_failures": self.sink_failures,
+            "delivery": self.delivery,
         }
 
 
@@ -399,9 +404,20 @@ class HealthMonitor:
                 down_for_s=now - self._down_since if self._down_since is not None else None,
                 alerts=self._sorted_alerts(),
                 sink_failures=self._sink_failures,
+                delivery=self._delivery_counters(),
             )
         self._deliver_pending()
         return snap
+
+    def _delivery_counters(self) -> dict[str, dict[str, int]]:
+        """Counters of every sink that keeps them (a queued sink), by its name."""
+        found: dict[str, dict[str, int]] = {}
+        for sink in self._sinks:
+            counters = getattr(sink, "counters", None)
+            if callable(counters):
+                name = str(getattr(sink, "name", type(sink).__name__))
+                found[name if name not in found else f"{name}#{len(found)}"] = counters().to_dict()
+        return found
 
     @property
     def sink_failures(self) -> int:
