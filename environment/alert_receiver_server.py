@@ -95,7 +95,7 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Log the method and the path's first segment only: a Telegram path holds the token."""
         first = urlsplit(self.path).path.split("/")[1:2]
-        name = (first[0] if first else "")[:4]
+        name = (first[0] if first else "")[:3]  # "bot", "api", "_re": never a digit of the token
         self.server.log.write(f"{self.command} /{name}… {args[1] if len(args) > 1 else ''}\n")
         self.server.log.flush()
 

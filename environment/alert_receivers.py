@@ -58,7 +58,7 @@ class AlertReceiver:
         if not self.secrets:
             self.secrets = (
                 {
-                    "token": f"{secrets.randbelow(10**9)}:{secrets.token_urlsafe(26)}",
+                    "token": f"{10**9 + secrets.randbelow(9 * 10**9)}:{secrets.token_urlsafe(26)}",
                     "chat_id": f"-100{secrets.randbelow(10**10):010d}",
                 }
                 if self.kind == "telegram"

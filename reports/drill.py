@@ -20,8 +20,10 @@ from reports.redact import register_secret, scan_for_secrets
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXIT_OK, EXIT_TARGET_MISSED, EXIT_RUN_PROBLEM = 0, 1, 2
-_SECRET_ENV = re.compile(r"(PASSWORD|SECRET|TOKEN|_KEY$|_DSN$)")
+_SECRET_ENV = re.compile(r"(PASSWORD|SECRET|TOKEN|_KEY$|_DSN$|CHAT_ID$)")
 _DSN_PASSWORD = re.compile(r"(?:password\s*=\s*'?([^'\s]+)|://[^:/@\s]*:([^@\s]+)@)")
+# A Sentry DSN has no password: its secret is the key before the host (https://<key>@host/project).
+_SENTRY_DSN_KEY = re.compile(r"://([^:/@\s]+)@")
 
 
 @dataclass
@@ -77,6 +79,8 @@ def env_secrets(env: dict[str, str] | os._Environ[str] = os.environ) -> list[str
             continue
         if name.upper().endswith("_DSN") or "://" in value or "password=" in value:
             found += [g for m in _DSN_PASSWORD.finditer(value) for g in m.groups() if g and len(g) >= 4]
+            if "SENTRY" in name.upper():
+                found += [m.group(1) for m in _SENTRY_DSN_KEY.finditer(value) if len(m.group(1)) >= 4]
         elif len(value) >= 8:
             found.append(value)
     return found

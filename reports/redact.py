@@ -81,6 +81,11 @@ _PLAIN_KV = re.compile(
 )
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s/:@\"'<>]*:)(?!\[REDACTED\]@)[^\s/@\"'<>]+@")
 _PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----.*?-----END \1-----", re.S)
+# Alert destinations: a Telegram bot token in a Bot API path, a Sentry DSN's key before the host, and
+# the key in a Sentry auth header.
+_TELEGRAM_TOKEN = re.compile(r"(/bot)\d{5,}:[A-Za-z0-9_-]{20,}")
+_SENTRY_DSN_KEY = re.compile(r"(?i)(\bhttps?://)[0-9a-f]{32}@")
+_SENTRY_AUTH_KEY = re.compile(r"(?i)(\bsentry_key\s*=\s*)(?!\[REDACTED\])[^\s,\"']+")
 _BEARER = re.compile(r"(?i)\b(authorization\s*:\s*(?:bearer|basic|aws4-hmac-sha256)\s+)[^\r\n\"']+")
 _B64_TOKEN = re.compile(r"(?<![A-Za-z0-9+/=_\-.])[A-Za-z0-9+/]{32,}={0,2}(?![A-Za-z0-9+/=_\-.])")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
@@ -158,6 +163,9 @@ def redact_text(text: str, *, blobs: bool = True) -> str:
     text = _QUOTED_KV.sub(lambda m: f"{m.group(1)}'{REDACTED}'", text)
     text = _PLAIN_KV.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     text = _BEARER.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    text = _TELEGRAM_TOKEN.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    text = _SENTRY_DSN_KEY.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    text = _SENTRY_AUTH_KEY.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     if blobs:
         text = _B64_TOKEN.sub(lambda m: REDACTED if _looks_like_blob(m.group(0)) else m.group(0), text)
     return text
@@ -266,6 +274,9 @@ def _pattern_findings(path: Path, text: str) -> list[SecretFinding]:
     findings = []
     for label, pattern in (
         ("PEM private key", _PEM),
+        ("Telegram bot token", _TELEGRAM_TOKEN),
+        ("Sentry DSN key", _SENTRY_DSN_KEY),
+        ("Sentry auth key", _SENTRY_AUTH_KEY),
         ("URL password", _URL_USERINFO),
         ("password=value", _PLAIN_KV),
     ):

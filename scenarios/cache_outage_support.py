@@ -1,6 +1,10 @@
 """The cache-outage scenario (claim 3.1): steady state, an outage of some shape for a multiple of the TTL,
 observe the bridge serving from its cache and refusing writes, heal, recover, judge the whole history.
 
+The bridge's health monitor delivers its alerts as production does, through a queued Telegram sink, to
+the suite's local Bot API receiver; besides the bridge's own detection time, the run measures the time
+from the fault to the database_down alert's arrival at the receiver (MTTD to the person).
+
 scenarios/test_cache_outage.py runs ``run_cache_outage`` for every outage shape at 0.5 x and 1.2 x TTL;
 tests/test_scenarios_can_fail.py runs it against deliberately broken bridges to show that each broken
 measure makes it fail, naming the violated claim.
@@ -17,8 +21,11 @@ from typing import Any
 
 import pytest
 
+from bridge.alert_queue import QueuedSink
+from bridge.alert_sinks import TelegramSink
 from bridge.errors import BridgeError
 from bridge.events import DEGRADED, RECOVERED, UNAVAILABLE, BridgeEvent, EventLog
+from bridge.health import HealthMonitor
 from bridge.resilient import BridgeState, ResilientStore
 from chaos.checkers import (
     Verdict,
@@ -34,6 +41,7 @@ from chaos.checkers import (
     reads_served_within_ttl,
     writes_refused_while_read_only,
 )
+from chaos.errors import RecoveryTimeout
 from chaos.history import CREDS, OK, History
 from chaos.observer import Measurement
 from chaos.outages import OutageShape, OutageTarget
@@ -42,9 +50,11 @@ from chaos.tap import StoreTap
 from chaos.toxiproxy import FaultSession
 from chaos.waiting import wait_until
 from chaos.workload import BaileysWorkload
+from environment.alert_receivers import AlertReceiver
 from environment.env import AuthDatabase
 from reports.context import DR
 from scenarios.cache_support import bridge_config, history_jsonl, probe_bound, verdicts_json
+from scenarios.health_support import MTTD_TARGET_S
 
 SHORT, LONG = 0.5, 1.2  # outage length as a multiple of the TTL
 SEED = 31
@@ -52,6 +62,8 @@ STEADY_ACTIONS_PER_COMPANY = 10
 
 STEADY = "steady state: healthy, every operation ok"
 DETECTED = "outage detected"
+ALERT_ARRIVED = "database_down alert delivered to the Telegram receiver"
+ALERT_TEXT = "[RAISED] critical database_down:"
 NO_EARLY_RECOVERY = "no recovery while the database is down"
 NOT_ESCALATED = "no escalation after an outage shorter than the TTL"
 ESCALATED = "outage longer than the TTL escalated at the TTL"
@@ -68,18 +80,20 @@ class OutageCase:
     db: AuthDatabase
     target: OutageTarget
     faults: FaultSession
+    telegram: AlertReceiver | None = None  # where the bridge's alerts go; None: no alert delivery measured
 
 
 def outage_case(
     request: pytest.FixtureRequest, shape: OutageShape, factor: float, faults: FaultSession
 ) -> OutageCase:
     """The case for shape: process shapes get their own cluster, network shapes the shared server."""
+    telegram = request.getfixturevalue("telegram_receiver")
     if shape.needs_process_control:
         cluster = request.getfixturevalue("pg_cluster")
         db = cluster.auth_db
-        return OutageCase(shape, factor, db, OutageTarget(db.proxy, cluster), faults)
+        return OutageCase(shape, factor, db, OutageTarget(db.proxy, cluster), faults, telegram)
     db = request.getfixturevalue("auth_db")
-    return OutageCase(shape, factor, db, OutageTarget(db.proxy), faults)
+    return OutageCase(shape, factor, db, OutageTarget(db.proxy), faults, telegram)
 
 
 # -- the scenario ---------------------------------------------------------------------------------
@@ -101,6 +115,8 @@ def run_cache_outage(
     """Steady state, an outage of case.factor x TTL, observe, heal, recover; raise naming violated claims."""
     scenario = _Scenario(dr, case, profile, bridge_cls)
     with ExitStack() as cleanup:
+        if scenario.alerts is not None:
+            cleanup.callback(scenario.alerts.close)
         cleanup.callback(scenario.bridge.close)
         cleanup.callback(scenario.heal_all)
         cleanup.callback(scenario.workload.stop)
@@ -125,7 +141,14 @@ class _Scenario:
         self.companies = [f"{case.shape.name}-{i:02d}" for i in range(profile.companies)]
         self.steady_actions = STEADY_ACTIONS_PER_COMPANY * len(self.companies)
         self.keys_per_company = profile.keys_per_company
-        self.bridge = bridge_cls.from_config(config)
+        # Alerts leave through a queue, as in production, so a slow receiver cannot slow the bridge.
+        self.alerts = (
+            QueuedSink(TelegramSink.from_env(case.telegram.telegram_env()), name="telegram")
+            if case.telegram is not None
+            else None
+        )
+        self.monitor = HealthMonitor(sinks=[self.alerts] if self.alerts is not None else [])
+        self.bridge = bridge_cls.from_config(config, monitor=self.monitor)
         self.tap = StoreTap(self.bridge, self.history.clock)
         self.workload = BaileysWorkload(
             self.tap,
@@ -211,7 +234,34 @@ class _Scenario:
             assert degraded is not None
             self.dr.mark("detected", degraded.at_monotonic)
             self.measure("time_to_detect", degraded.at_monotonic - self.t_fault, self.bound, unit="s")
+            self.alert_arrival()
             self.dr.assert_targets_met()
+
+    def alert_arrival(self) -> None:
+        """The database_down alert reached the Telegram receiver; the figure is fault to arrival."""
+        receiver = self.case.telegram
+        if receiver is None:
+            return
+
+        def arrival() -> float | None:
+            return next(
+                (
+                    float(m["arrived"])
+                    for m in receiver.messages()
+                    if m["text"].startswith(ALERT_TEXT) and m["arrived"] >= self.t_fault
+                ),
+                None,
+            )
+
+        with contextlib.suppress(RecoveryTimeout):
+            wait_until(arrival, timeout=self.patience, what=ALERT_ARRIVED)
+        arrived = arrival()
+        delivery = self.monitor.snapshot().delivery
+        missing = [] if arrived is not None else [f"none within {self.patience:.2f}s; delivery: {delivery}"]
+        expect([claim(ALERT_ARRIVED, missing)])
+        assert arrived is not None
+        self.dr.mark("alert arrived", arrived)
+        self.measure("time_to_alert_arrival", arrived - self.t_fault, MTTD_TARGET_S, unit="s")
 
     def observe(self) -> None:
         """During the outage: sessions reopen from the cache, writes are refused; past the TTL, escalation."""
