@@ -9,7 +9,6 @@ the environment and never appear in an error, a log line or a ``repr``: targets 
 from __future__ import annotations
 
 import json
-import math
 import threading
 import urllib.error
 import urllib.request
@@ -21,7 +20,7 @@ import sentry_sdk
 from sentry_sdk.transport import HttpTransport
 from sentry_sdk.types import Event
 
-from bridge.alerts import AlertDeliveryError, AlertEvent, AlertSink, redact_url
+from bridge.alerts import AlertDeliveryError, AlertEvent, AlertSink, check_timeout, redact_url
 from bridge.errors import InvalidInputError
 from bridge.redact import REDACTED, redact_values
 
@@ -35,19 +34,6 @@ ENV_SENTRY_ENVIRONMENT = "BRIDGE_SENTRY_ENVIRONMENT"
 # Telegram refuses longer texts ("message is too long"); an alert is one line, this only guards it.
 _MAX_TEXT = 4096
 _MAX_REPLY_BYTES = 64 * 1024
-
-
-def _check_timeout(timeout_s: object) -> float:
-    """Return timeout_s as a float, or raise naming it when it is not a positive finite number."""
-    if (
-        isinstance(timeout_s, bool)
-        or not isinstance(timeout_s, int | float)
-        or not (math.isfinite(timeout_s) and timeout_s > 0)
-    ):
-        raise InvalidInputError(
-            f"timeout_s must be a positive number of seconds, got {timeout_s!r}", field="timeout_s"
-        )
-    return float(timeout_s)
 
 
 def _check_base_url(url: object, field: str) -> str:
@@ -90,7 +76,7 @@ class TelegramSink:
         self._token = token.strip()
         self._chat_id = chat_id
         self.base_url = _check_base_url(base_url, "base_url")
-        self.timeout_s = _check_timeout(timeout_s)
+        self.timeout_s = check_timeout(timeout_s)
         self.target = f"{redact_url(self.base_url).removesuffix('/…')}/bot{REDACTED}/sendMessage"
 
     @classmethod
@@ -198,7 +184,7 @@ class SentrySink:
                 f"Sentry DSN must look like https://<key>@<host>/<project> (set {ENV_SENTRY_DSN})",
                 field="dsn",
             )
-        self.timeout_s = _check_timeout(timeout_s)
+        self.timeout_s = check_timeout(timeout_s)
         self._key = parts.username
         self.target = f"{redact_url(dsn).removesuffix('/…')}/api/…/envelope/"
         transport = type("_Transport", (_ReportingTransport,), {"TIMEOUT": self.timeout_s})

@@ -166,6 +166,19 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or '?'}{port}{suffix}"
 
 
+def check_timeout(timeout_s: object) -> float:
+    """Return a sink's timeout_s as a float, or raise naming it when it is not a positive finite number."""
+    if (
+        isinstance(timeout_s, bool)
+        or not isinstance(timeout_s, int | float)
+        or not (math.isfinite(timeout_s) and timeout_s > 0)
+    ):
+        raise InvalidInputError(
+            f"timeout_s must be a positive number of seconds, got {timeout_s!r}", field="timeout_s"
+        )
+    return float(timeout_s)
+
+
 class WebhookSink:
     """POST each event as JSON to a webhook (Telegram bot, Sentry-style or generic receiver).
 
@@ -186,17 +199,9 @@ class WebhookSink:
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             shown = redact_url(url) if isinstance(url, str) else repr(type(url).__name__)
             raise InvalidInputError(f"webhook url must be an absolute http(s) URL, got {shown}", field="url")
-        if (
-            isinstance(timeout_s, bool)
-            or not isinstance(timeout_s, int | float)
-            or not (math.isfinite(timeout_s) and timeout_s > 0)
-        ):
-            raise InvalidInputError(
-                f"timeout_s must be a positive number of seconds, got {timeout_s!r}", field="timeout_s"
-            )
         self._url = url
         self.target = redact_url(url)
-        self.timeout_s = float(timeout_s)
+        self.timeout_s = check_timeout(timeout_s)
         self._extra = dict(extra or {})
         self._headers = {"Content-Type": "application/json", "User-Agent": "wa-bridge-health/1"}
         self._headers.update(headers or {})
