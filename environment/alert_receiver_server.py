@@ -180,10 +180,17 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "error":
             self._reply(500, {"ok": False, "error_code": 500, "description": "Internal Server Error"})
             return
-        if (self.headers.get("Content-Type") or "").startswith("application/json"):
-            fields = json.loads(body or b"{}")
-        else:
-            fields = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        try:
+            if (self.headers.get("Content-Type") or "").startswith("application/json"):
+                fields = json.loads(body or b"{}")
+            else:
+                fields = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+            if not isinstance(fields, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            description = f"Bad Request: can't parse request body: {exc}"
+            self._reply(400, {"ok": False, "error_code": 400, "description": description})
+            return
         chat, text = str(fields.get("chat_id", "")), str(fields.get("text", ""))
         if not chat:
             self._reply(400, {"ok": False, "error_code": 400, "description": "Bad Request: chat_id is empty"})
