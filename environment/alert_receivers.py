@@ -136,6 +136,17 @@ class AlertReceiver:
         """The deliveries that arrived, oldest first."""
         return list(self.received()["received"])
 
+    def first_arrival(self, prefix: str, since: float) -> float | None:
+        """time.monotonic() of the first delivery starting with prefix that arrived at or after since."""
+        return next(
+            (
+                float(m["arrived"])
+                for m in self.messages()
+                if m["text"].startswith(prefix) and m["arrived"] >= since
+            ),
+            None,
+        )
+
     def set_mode(self, mode: str, retry_after: int = 1) -> None:
         """Answer normally (ok), hold every request (hold), rate-limit (ratelimit) or fail (error)."""
         _request(f"{self.url}/_mode", "POST", {"mode": mode, "retry_after": retry_after})

@@ -242,20 +242,13 @@ class _Scenario:
         receiver = self.case.telegram
         if receiver is None:
             return
-
-        def arrival() -> float | None:
-            return next(
-                (
-                    float(m["arrived"])
-                    for m in receiver.messages()
-                    if m["text"].startswith(ALERT_TEXT) and m["arrived"] >= self.t_fault
-                ),
-                None,
-            )
-
         with contextlib.suppress(RecoveryTimeout):
-            wait_until(arrival, timeout=self.patience, what=ALERT_ARRIVED)
-        arrived = arrival()
+            wait_until(
+                lambda: receiver.first_arrival(ALERT_TEXT, self.t_fault),
+                timeout=self.patience,
+                what=ALERT_ARRIVED,
+            )
+        arrived = receiver.first_arrival(ALERT_TEXT, self.t_fault)
         delivery = self.monitor.snapshot().delivery
         missing = [] if arrived is not None else [f"none within {self.patience:.2f}s; delivery: {delivery}"]
         expect([claim(ALERT_ARRIVED, missing)])
