@@ -12,14 +12,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shlex
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,7 +29,7 @@ from bridge.cache import Clock
 from bridge.config import BridgeConfig
 from bridge.contract import ContractViolation
 from bridge.events import EventLog
-from bridge.resilient import BridgeState
+from bridge.resilient import BridgeState, ResilientStore
 from bridge.rollback.manifest import CompanySnapshot
 from bridge.store import SetResult
 
@@ -342,6 +343,27 @@ class ChildBridge:
         return result
 
 
-def snapshot_dict(snapshot: Mapping[str, CompanySnapshot]) -> dict[str, Any]:
-    """A cache snapshot as plain data, for comparing two bridges."""
-    return {company: asdict(snap) for company, snap in snapshot.items()}
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The bridges this repository ships, as child processes; "python" in-process needs no command.
+BUILT_IN = {
+    "python-child": [sys.executable, "-m", "bridge.contract_server"],
+    "node": ["node", str(PROJECT_ROOT / "bridges" / "node" / "contract-server.js")],
+}
+CHOICES = "python, node or cmd:<command line>"
+
+
+def choose_bridge(choice: str) -> BridgeFactory:
+    """The factory for --bridge: python (in-process ResilientStore), python-child, node, or cmd:<command>."""
+    if choice == "python":
+        return ResilientStore
+    if choice in BUILT_IN:
+        return ChildBridgeFactory(BUILT_IN[choice], name=choice, cwd=PROJECT_ROOT)
+    if choice.startswith("cmd:"):
+        try:
+            command = shlex.split(choice[4:])
+        except ValueError as exc:
+            raise ValueError(f"bridge {choice!r}: the command line does not parse ({exc})") from None
+        if not command:
+            raise ValueError(f"bridge {choice!r}: cmd: needs a command line, e.g. cmd:./my-bridge --flag")
+        return ChildBridgeFactory(command, name=choice, cwd=PROJECT_ROOT)
+    raise ValueError(f"bridge {choice!r} is not valid; valid: {CHOICES}")

@@ -1,8 +1,7 @@
-"""The Python bridge served over the contract behaves exactly like the Python bridge in this process."""
+"""Over the contract, the Python bridge and the Node twin behave exactly like the in-process Python bridge."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import psycopg
@@ -10,13 +9,13 @@ import pytest
 
 from bridge.errors import CacheMissError, InvalidInputError, ReadOnlyModeError
 from bridge.resilient import BridgeState, ResilientStore
-from chaos.driver import ChildBridge, ChildBridgeFactory
+from chaos.driver import BUILT_IN, ChildBridge, choose_bridge
 from chaos.history import History
 from chaos.toxiproxy import FaultSession
 from chaos.workload import BaileysWorkload
 from scenarios.cache_support import bridge_config
 
-PYTHON_BRIDGE = [sys.executable, "-m", "bridge.contract_server"]
+CHILDREN = sorted(BUILT_IN)  # python-child and node
 SEED, STEPS, COMPANIES = 11, 120, ("acme", "globex")
 
 
@@ -47,14 +46,15 @@ def wipe(admin_dsn: str) -> None:
         conn.execute("TRUNCATE whatsapp_auth, whatsapp_keys")
 
 
-def test_in_process_and_child_process_python_bridges_give_identical_histories(
-    auth_db: Any, profile: Any
+@pytest.mark.parametrize("child_bridge", CHILDREN)
+def test_in_process_and_child_process_bridges_give_identical_histories(
+    child_bridge: str, auth_db: Any, profile: Any
 ) -> None:
     config = bridge_config(auth_db.proxied_dsn, profile)
     with ResilientStore.from_config(config) as bridge:
         in_process = replay(bridge)
     wipe(auth_db.admin_dsn)
-    with ChildBridgeFactory(PYTHON_BRIDGE, name="python-child").from_config(config) as child:
+    with choose_bridge(child_bridge).from_config(config) as child:
         assert child.state is BridgeState.HEALTHY
         over_the_contract = replay(child)
 
@@ -63,11 +63,12 @@ def test_in_process_and_child_process_python_bridges_give_identical_histories(
     assert over_the_contract == in_process
 
 
+@pytest.mark.parametrize("child_bridge", CHILDREN)
 def test_child_bridge_raises_the_suites_exceptions_and_reports_events(
-    auth_db: Any, profile: Any, faults: FaultSession
+    child_bridge: str, auth_db: Any, profile: Any, faults: FaultSession
 ) -> None:
     config = bridge_config(auth_db.proxied_dsn, profile)
-    with ChildBridge(PYTHON_BRIDGE, config, name="python-child") as child:
+    with ChildBridge(BUILT_IN[child_bridge], config, name=child_bridge) as child:
         with pytest.raises(InvalidInputError, match="key type"):
             child.get_keys("acme", "no-such-type", ["1"])
         child.save_creds("acme", {"me": {"id": "1@s.whatsapp.net"}, "noiseKey": b"\x00\x01"})
