@@ -28,6 +28,7 @@ from bridge import codec, contract
 from bridge.cache import Clock
 from bridge.config import BridgeConfig
 from bridge.contract import ContractViolation
+from bridge.errors import CodecError
 from bridge.events import EventLog
 from bridge.resilient import BridgeState, ResilientStore
 from bridge.rollback.manifest import CompanySnapshot
@@ -184,27 +185,37 @@ class ChildBridge:
             ) from None
 
     def _read_loop(self) -> None:
-        """Route each line: events into the EventLog, answers to their waiting request."""
+        """Route every line the child writes, until it closes its output."""
         assert self._proc.stdout is not None
         for line in self._proc.stdout:
             try:
-                message = contract.decode_line(line)
-            except ContractViolation as exc:
-                self._fail_all(exc)
-                continue
-            if "event" in message:
-                self._on_event(message)
-                continue
-            with self._lock:
-                entry = self._pending.pop(message.get("id"), None)  # type: ignore[arg-type]
-            if entry is None:
-                continue  # an answer to a request that already timed out
-            op, future = entry
-            if message.get("ok") is True:
-                future.set_result(codec.revive(message.get("result")))
-            else:
-                future.set_exception(contract.error_from_wire(message.get("error"), operation=op))
+                self._route(line)
+            except Exception as exc:  # the reader must outlive one bad line, or every later call would hang
+                self._fail_all(
+                    ContractViolation(f"bridge {self.name} sent a line the driver cannot use: {exc!r}")
+                )
         self._fail_all(ContractViolation(f"bridge {self.name} closed its output{self._exit_note()}"))
+
+    def _route(self, line: bytes) -> None:
+        """One line: an event into the EventLog, an answer to its waiting request."""
+        message = contract.decode_line(line)
+        if "event" in message:
+            self._on_event(message)
+            return
+        with self._lock:
+            entry = self._pending.pop(message.get("id"), None)  # type: ignore[arg-type]
+        if entry is None:
+            return  # an answer to a request that already timed out
+        op, future = entry
+        if message.get("ok") is not True:
+            future.set_exception(contract.error_from_wire(message.get("error"), operation=op))
+            return
+        try:
+            future.set_result(codec.revive(message.get("result")))
+        except CodecError as exc:
+            future.set_exception(
+                ContractViolation(f"{op}: malformed BufferJSON in the answer: {exc}", operation=op)
+            )
 
     def _on_event(self, message: dict[str, Any]) -> None:
         """Put an event on this process's monotonic clock (or the manual clock the child was given)."""

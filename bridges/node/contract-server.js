@@ -13,6 +13,10 @@ const { ManualClock } = await import('./lib/cache.js')
 const { BridgeError, INVALID_INPUT, invalidInput } = await import('./lib/errors.js')
 
 const CONTRACT_VERSION = 1
+// A bug must not take the bridge down in the middle of a drill unseen: say what failed (never a value) and go on.
+for (const signal of ['uncaughtException', 'unhandledRejection']) {
+  process.on(signal, (err) => process.stderr.write(`contract-server: ${signal}: ${err?.stack ?? err}\n`))
+}
 let bridge = null
 let clock = null
 

@@ -47,6 +47,17 @@ export function parseDsn (dsn) {
 
 export const describe = (p) => `${p.host}:${p.port}/${p.database}`
 
+// A connection that drops while lent out emits 'error' besides failing its query; unheard, that event would
+// crash the process, and the query's own error already says what happened.
+const guarded = new WeakSet()
+const guard = (client) => {
+  if (!guarded.has(client)) {
+    client.on('error', () => {})
+    guarded.add(client)
+  }
+  return client
+}
+
 // A pg error without a SQLSTATE, or one that ends the session, means the connection itself failed.
 const connectionLost = (err) => !(typeof err.code === 'string' && /^[0-9A-Z]{5}$/.test(err.code)) || /^(08|57P)/.test(err.code)
 
@@ -82,7 +93,7 @@ export class PgStore {
   async run (kind, what, sql, params, { write }) {
     let client
     try {
-      client = await this.pool.connect()
+      client = guard(await this.pool.connect())
     } catch (err) {
       throw this.unavailable(`${what}: no database connection to ${this.target} (pool: ${this.poolInUse()}/${this.poolMax} in use; ${err.message})`)
     }
