@@ -82,9 +82,13 @@ class ContractServer:
             error = {"name": "invalid_input", "message": f"{op}: missing argument {exc}", "field": str(exc)}
             self.send({"id": rid, "ok": False, "error": error})
         except Exception as exc:
-            self.send({"id": rid, "ok": False, "error": contract.error_to_wire(exc)})
+            self.send({"id": rid, "ok": False, "error": self.error_to_wire(exc)})
         else:
             self.send({"id": rid, "ok": True, "result": result})
+
+    def error_to_wire(self, exc: BaseException) -> dict[str, Any]:
+        """The contract's form of an error (a seam for tests that break the mapping on purpose)."""
+        return contract.error_to_wire(exc)
 
     def _b(self) -> ResilientStore:
         if self.bridge is None:
@@ -175,9 +179,9 @@ class RequestClock:
         return self._now
 
 
-def serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
+def serve(stdin: BinaryIO, stdout: BinaryIO, *, server_cls: type[ContractServer] = ContractServer) -> int:
     """Answer requests until shutdown or end of input; close the bridge either way."""
-    server = ContractServer(stdout)
+    server = server_cls(stdout)
     threads: list[threading.Thread] = []
     try:
         for line in stdin:

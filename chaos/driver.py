@@ -114,6 +114,7 @@ class ChildBridge:
         clock: Clock | None = None,
         name: str = "child",
         cwd: str | Path | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.command = list(command)
@@ -144,6 +145,9 @@ class ChildBridge:
             settings: dict[str, Any] = {k: getattr(config, k) for k in contract.CONFIG_FIELDS}
             if clock is not None:
                 settings["clock"] = contract.MANUAL_CLOCK
+            settings.update(
+                overrides or {}
+            )  # a setting BridgeConfig would refuse: to test the bridge's refusal
             answer = self.request(contract.CONFIGURE, settings)
             self._op_timeout_s = float(answer.get("op_timeout_s") or config.statement_timeout_s)
         except BaseException:
