@@ -47,6 +47,9 @@ export function parseDsn (dsn) {
 
 export const describe = (p) => `${p.host}:${p.port}/${p.database}`
 
+// libpq treats a connect timeout under 2 s as 2 s; so does the twin, so both bridges give up at the same time.
+export const connectTimeoutMs = (seconds) => Math.round(Math.max(2, seconds) * 1000)
+
 // A connection that drops while lent out emits 'error' besides failing its query; unheard, that event would
 // crash the process, and the query's own error already says what happened.
 const guarded = new WeakSet()
@@ -73,7 +76,7 @@ export class PgStore {
       ...this.params,
       types,
       max: config.pool_max,
-      connectionTimeoutMillis: Math.round(config.connect_timeout_s * 1000),
+      connectionTimeoutMillis: connectTimeoutMs(config.connect_timeout_s),
       statement_timeout: Math.round(config.statement_timeout_s * 1000),
       query_timeout: Math.round(this.opTimeoutS * 1000),
       idleTimeoutMillis: 30000
@@ -151,7 +154,7 @@ export class PgStore {
 export class Probe {
   constructor (config) {
     this.params = parseDsn(config.dsn)
-    this.connectMs = Math.round(config.connect_timeout_s * 1000)
+    this.connectMs = connectTimeoutMs(config.connect_timeout_s)
     this.timeoutMs = Math.round(config.probe_timeout_s * 1000)
     this.client = null
   }

@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { credsWhere, decode, encode, keyWhere } from '../lib/codec.js'
 import { validateCompanyId, validateKeyIds, validateKeyType } from '../lib/ids.js'
-import { parseDsn } from '../lib/store.js'
+import { connectTimeoutMs, parseDsn } from '../lib/store.js'
 
 test('bytes round-trip as BufferJSON, the form Baileys writes', () => {
   const text = encode({ private: Buffer.from([1, 2, 3]), n: 1 }, 'creds')
@@ -38,4 +38,9 @@ test('a libpq DSN and a URL give the same settings; a malformed DSN is refused',
   assert.deepEqual(dsn, { host: 'db', port: 6432, database: 'auth', user: 'app', password: 'p w' })
   assert.deepEqual(parseDsn('postgresql://app:p%20w@db:6432/auth'), dsn)
   assert.throws(() => parseDsn('host'), /malformed DSN/)
+})
+
+test('a connect timeout under 2 s counts as 2 s, as in libpq', () => {
+  assert.equal(connectTimeoutMs(1), 2000)
+  assert.equal(connectTimeoutMs(5), 5000)
 })
