@@ -12,11 +12,17 @@ setup:
 setup-drill:
 	@bash scripts/setup.sh drill
 
+# The smoke subset against the Node twin: one outage shape, the rollback, one fault-schedule run.
+NODE_SMOKE := "scenarios/test_cache_outage.py::test_reads_served_from_cache_and_writes_refused_when_database_down_shorter_than_ttl[proxy_down]" \
+	scenarios/test_rollback_outage.py scenarios/test_fault_schedules.py
+
 test: setup
 	$(PY) -m pytest -n $(WORKERS) --dr-profile=$(PROFILE) tests scenarios
+	$(PY) -m pytest -n $(WORKERS) --dr-profile=$(PROFILE) --bridge node $(NODE_SMOKE)
 
+# BRIDGE=node (or cmd:<command line>) runs the drill against that bridge; unset: the in-process Python bridge.
 drill: setup-drill
-	$(PY) -m reports.drill --dr-profile=$(PROFILE)
+	DR_BRIDGE="$(BRIDGE)" $(PY) -m reports.drill --dr-profile=$(PROFILE)
 
 bench: setup
 	$(PY) -m benchmarks

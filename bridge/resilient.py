@@ -245,6 +245,11 @@ class ResilientStore:
         return self._state
 
     @property
+    def op_timeout_s(self) -> float:
+        """The client deadline of one store call (the statement timeout plus a margin)."""
+        return self.store.op_timeout_s
+
+    @property
     def read_only_since(self) -> datetime | None:
         """Wall-clock time read-only mode began, or None while healthy."""
         return self._since_wall

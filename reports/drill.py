@@ -139,7 +139,8 @@ def build_outputs(args: argparse.Namespace, paths: Paths, outcome: DrillOutcome,
     run = {
         k: v
         for k, v in _read_properties(paths.results / "environment.properties").items()
-        if k in {"profile", "backend", "postgres.version", "toxiproxy.version", "git.commit", "host"}
+        if k
+        in {"profile", "backend", "bridge", "postgres.version", "toxiproxy.version", "git.commit", "host"}
     }
     run["started"] = started.isoformat(timespec="seconds")
     links = html.links_by_history(paths.html, results, base="../html/index.html")

@@ -57,6 +57,8 @@ def pytest_fixture_setup(
         run["profile"] = getattr(profile, "name", run.get("profile", "unknown"))
         run["time_scale"] = getattr(result, "time_scale", 1.0)
         run.setdefault("backend", getattr(result, "backend", "unknown"))
+    elif fixturedef.argname == "bridge_under_test":
+        run["bridge"] = getattr(result, "name", "unknown")  # which bridge these results are evidence for
     elif fixturedef.argname == "dr_env":
         run["backend"] = getattr(result, "backend", run.get("backend", "unknown"))
         run.update({k: str(v) for k, v in (getattr(result, "versions", None) or {}).items()})

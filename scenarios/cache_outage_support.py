@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -41,6 +41,7 @@ from chaos.checkers import (
     reads_served_within_ttl,
     writes_refused_while_read_only,
 )
+from chaos.driver import Bridge, BridgeFactory
 from chaos.errors import RecoveryTimeout
 from chaos.history import CREDS, OK, History
 from chaos.observer import Measurement
@@ -110,7 +111,7 @@ class OutageRun:
 
 
 def run_cache_outage(
-    dr: DR, case: OutageCase, profile: Profile, *, bridge_cls: type[ResilientStore] = ResilientStore
+    dr: DR, case: OutageCase, profile: Profile, *, bridge_cls: BridgeFactory = ResilientStore
 ) -> OutageRun:
     """Steady state, an outage of case.factor x TTL, observe, heal, recover; raise naming violated claims."""
     scenario = _Scenario(dr, case, profile, bridge_cls)
@@ -131,7 +132,7 @@ def run_cache_outage(
 class _Scenario:
     """The state of one run, with one method per lifecycle phase."""
 
-    def __init__(self, dr: DR, case: OutageCase, profile: Profile, bridge_cls: type[ResilientStore]) -> None:
+    def __init__(self, dr: DR, case: OutageCase, profile: Profile, bridge_cls: BridgeFactory) -> None:
         self.dr, self.case = dr, case
         config = bridge_config(case.db.proxied_dsn, profile)
         self.ttl, self.interval, self.bound = config.cache_ttl_s, config.probe_interval_s, probe_bound(config)
@@ -141,14 +142,20 @@ class _Scenario:
         self.companies = [f"{case.shape.name}-{i:02d}" for i in range(profile.companies)]
         self.steady_actions = STEADY_ACTIONS_PER_COMPANY * len(self.companies)
         self.keys_per_company = profile.keys_per_company
-        # Alerts leave through a queue, as in production, so a slow receiver cannot slow the bridge.
+        # Alerts leave through a queue, as in production, so a slow receiver cannot slow the bridge. Only
+        # the in-process Python bridge takes this monitor; a child bridge delivers its own alerts.
+        in_process = isinstance(bridge_cls, type) and issubclass(bridge_cls, ResilientStore)
         self.alerts = (
             QueuedSink(TelegramSink.from_env(case.telegram.telegram_env()), name="telegram")
-            if case.telegram is not None
+            if case.telegram is not None and in_process
             else None
         )
         self.monitor = HealthMonitor(sinks=[self.alerts] if self.alerts is not None else [])
-        self.bridge = bridge_cls.from_config(config, monitor=self.monitor)
+        self.bridge: Bridge = (
+            cast("type[ResilientStore]", bridge_cls).from_config(config, monitor=self.monitor)
+            if in_process
+            else bridge_cls.from_config(config)
+        )
         self.tap = StoreTap(self.bridge, self.history.clock)
         self.workload = BaileysWorkload(
             self.tap,
@@ -158,7 +165,7 @@ class _Scenario:
             history=self.history,
         )
         # A stalled call ends at the store's client deadline; patience covers it and one more probe bound.
-        self.patience = self.bridge.store.op_timeout_s + 2 * self.bound
+        self.patience = self.bridge.op_timeout_s + 2 * self.bound
         self.undo: list[Any] = []
         self.t_fault = self.t_heal = self.t_healed = 0.0
         self.heal_lead = 0.0  # how long before the planned end the heal starts (see rehearse)
@@ -240,7 +247,7 @@ class _Scenario:
     def alert_arrival(self) -> None:
         """The database_down alert reached the Telegram receiver; the figure is fault to arrival."""
         receiver = self.case.telegram
-        if receiver is None:
+        if receiver is None or self.alerts is None:
             return
         with contextlib.suppress(RecoveryTimeout):
             wait_until(
@@ -449,7 +456,7 @@ def _describe(event: BridgeEvent | None) -> str:
     return f"'{event.kind}' at {event.at_monotonic:.3f} {event.details}"
 
 
-def _steady_problems(bridge: ResilientStore, history: History) -> list[str]:
+def _steady_problems(bridge: Bridge, history: History) -> list[str]:
     """What keeps the run from being in its steady state."""
     problems = [f"bridge is {bridge.state.value}"] if bridge.state is not BridgeState.HEALTHY else []
     problems += [f"bridge event before the fault: {_describe(e)}" for e in bridge.events.events(DEGRADED)]
@@ -468,7 +475,7 @@ def _first_possible_expiry(history: History, t_fault: float, ttl: float) -> floa
     return min(last.values(), default=t_fault) + ttl
 
 
-def _healthy_and_writing(bridge: ResilientStore, history: History) -> bool:
+def _healthy_and_writing(bridge: Bridge, history: History) -> bool:
     """True when the bridge is healthy and a write invoked after its last recovery was acknowledged."""
     if bridge.state is not BridgeState.HEALTHY:
         return False

@@ -27,6 +27,7 @@ from hypothesis.stateful import (
 from bridge.cache import ManualClock
 from bridge.resilient import BridgeState, ResilientStore
 from chaos.checkers import Verdict, check_all, claim, database_digests, expect, expect_steady
+from chaos.driver import Bridge, BridgeFactory
 from chaos.history import History
 from chaos.outages import OUTAGES, OutageTarget
 from chaos.profiles import Profile
@@ -84,7 +85,7 @@ def fault_schedule_machine(
     faults: FaultSession,
     profile: Profile,
     *,
-    bridge_cls: type[ResilientStore] = ResilientStore,
+    bridge_cls: BridgeFactory = ResilientStore,
     stats: ScheduleStats | None = None,
 ) -> type[RuleBasedStateMachine]:
     """The state machine class over this database, with a fresh bridge and fresh companies per example."""
@@ -112,7 +113,7 @@ def fault_schedule_machine(
             self.clock = SteppingClock()
             self.history = History(clock=self.clock.monotonic)
             self.fault: tuple[str, Any] | None = None
-            self.bridge = bridge_cls.from_config(config, clock=self.clock)
+            self.bridge: Bridge = bridge_cls.from_config(config, clock=self.clock)
             self.tap = StoreTap(self.bridge, self.history.clock)
             counts.examples += 1
 
@@ -214,7 +215,7 @@ def run_fault_schedules(
     faults: FaultSession,
     profile: Profile,
     *,
-    bridge_cls: type[ResilientStore] = ResilientStore,
+    bridge_cls: BridgeFactory = ResilientStore,
     hypothesis_settings: settings | None = None,
 ) -> ScheduleStats:
     """Run the state machine as a scenario; raise (with the shrunk program) when a schedule breaks a claim."""

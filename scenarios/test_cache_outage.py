@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import pytest
 
+from chaos.driver import BridgeFactory
 from chaos.outages import OUTAGES
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
@@ -31,13 +32,27 @@ SHAPES = [
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_reads_served_from_cache_and_writes_refused_when_database_down_shorter_than_ttl(
-    shape: str, dr: DR, profile: Profile, faults: FaultSession, request: pytest.FixtureRequest
+    shape: str,
+    dr: DR,
+    profile: Profile,
+    faults: FaultSession,
+    request: pytest.FixtureRequest,
+    bridge_factory: BridgeFactory,
 ) -> None:
-    run_cache_outage(dr, outage_case(request, OUTAGES[shape], SHORT, faults), profile)
+    run_cache_outage(
+        dr, outage_case(request, OUTAGES[shape], SHORT, faults), profile, bridge_cls=bridge_factory
+    )
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_cache_expiry_declared_and_escalated_at_ttl_when_database_down_longer_than_ttl(
-    shape: str, dr: DR, profile: Profile, faults: FaultSession, request: pytest.FixtureRequest
+    shape: str,
+    dr: DR,
+    profile: Profile,
+    faults: FaultSession,
+    request: pytest.FixtureRequest,
+    bridge_factory: BridgeFactory,
 ) -> None:
-    run_cache_outage(dr, outage_case(request, OUTAGES[shape], LONG, faults), profile)
+    run_cache_outage(
+        dr, outage_case(request, OUTAGES[shape], LONG, faults), profile, bridge_cls=bridge_factory
+    )

@@ -12,6 +12,7 @@ the scenario body are in scenarios/fault_schedule_support.py.
 
 from __future__ import annotations
 
+from chaos.driver import BridgeFactory
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from environment.env import AuthDatabase
@@ -20,6 +21,6 @@ from scenarios.fault_schedule_support import run_fault_schedules
 
 
 def test_history_checkers_hold_when_network_faults_come_and_go_in_any_order(
-    dr: DR, profile: Profile, auth_db: AuthDatabase, faults: FaultSession
+    dr: DR, profile: Profile, auth_db: AuthDatabase, faults: FaultSession, bridge_factory: BridgeFactory
 ) -> None:
-    run_fault_schedules(dr, auth_db, faults, profile)
+    run_fault_schedules(dr, auth_db, faults, profile, bridge_cls=bridge_factory)

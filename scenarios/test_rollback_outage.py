@@ -1,7 +1,8 @@
 """Claim 1.3: the emergency rollback is measured end to end, and it finishes well inside the RTO.
 
-A Baileys-like workload runs through the bridge (ResilientStore) on the proxied DSN. Then PostgreSQL
-becomes unreachable from the service, for longer than the cache TTL: its Toxiproxy proxy is disabled.
+A Baileys-like workload runs through the bridge under test (--bridge; by default the in-process
+ResilientStore) on the proxied DSN. Then PostgreSQL becomes unreachable from the service, for longer
+than the cache TTL: its Toxiproxy proxy is disabled.
 The scenario follows the runbook (docs/EMERGENCY_RECOVERY_RUNBOOK.md#roll-back). The bridge detects
 the outage (`degraded`) and escalates when cached creds outlive the TTL (`unavailable`). Then the
 rollback starts. It is measured along both of the runbook's paths at once, from the same fault:
@@ -32,10 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from bridge.events import DEGRADED, RECOVERED, UNAVAILABLE, BridgeEvent
-from bridge.resilient import BridgeState, ResilientStore
+from bridge.resilient import BridgeState
 from bridge.rollback.baileys_check import check_export_dir
 from bridge.rollback.export import export_database, export_from_cache
 from chaos.checkers import claim, database_digests, expect, expect_steady
+from chaos.driver import Bridge, BridgeFactory
 from chaos.history import CREDS, OK, History
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
@@ -73,17 +75,22 @@ class ExportPath:
 
 
 def test_rollback_completes_within_rto_when_database_lost_longer_than_ttl(
-    dr: DR, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, tmp_path: Path
+    dr: DR,
+    auth_db: AuthDatabase,
+    faults: FaultSession,
+    profile: Profile,
+    tmp_path: Path,
+    bridge_factory: BridgeFactory,
 ) -> None:
     config = bridge_config(auth_db.proxied_dsn, profile)
     ttl, bound = config.cache_ttl_s, probe_bound(config)
     history = History(clock=dr.clock)
-    bridge = ResilientStore.from_config(config)
+    bridge: Bridge = bridge_factory.from_config(config)
     companies = [f"rto-{i:02d}" for i in range(profile.companies)]
     workload = BaileysWorkload(
         bridge, companies, rate_per_company=profile.workload_ops_per_s, seed=SEED, mix=MIX, history=history
     )
-    patience = bridge.store.op_timeout_s + 2 * bound
+    patience = bridge.op_timeout_s + 2 * bound
     read_db = database_digests(auth_db.admin_dsn)
     dr.on_failure_attach("bridge events", lambda: [e.to_dict() for e in bridge.events.events()])
     dr.on_failure_attach("history.jsonl", lambda: history_jsonl(history))
@@ -196,7 +203,7 @@ def test_rollback_completes_within_rto_when_database_lost_longer_than_ttl(
 
 
 def _roll_back_both_ways(
-    bridge: ResilientStore, operators_dsn: str, root: Path, clock: Callable[[], float]
+    bridge: Bridge, operators_dsn: str, root: Path, clock: Callable[[], float]
 ) -> dict[str, ExportPath]:
     """Run the cache-only and the full export, each followed by its Baileys check, side by side."""
 
@@ -302,7 +309,7 @@ def _rollback_claims(
 
 
 def _consume_pre_keys(
-    bridge: ResilientStore, history: History, company: str, keys: dict[str, dict[str, Any]]
+    bridge: Bridge, history: History, company: str, keys: dict[str, dict[str, Any]]
 ) -> None:
     """Baileys deletes a pre-key once a peer used it; do that for a few, so deletes are in the history too."""
     used = sorted(keys["pre-key"], key=int)[:PRE_KEYS_CONSUMED]

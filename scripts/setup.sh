@@ -95,6 +95,14 @@ if [ ! -f "$stamp_npm" ] || [ ! -d "$ROOT/node_modules" ]; then
   (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   rm -f "$TOOLS"/.npm-* && touch "$stamp_npm"
 fi
+# The Node twin of the bridge (bridges/node) has its own lockfile; Baileys it takes from the root install.
+twin="$ROOT/bridges/node"
+stamp_twin="$TOOLS/.twin-$(cat "$twin/package.json" "$twin/package-lock.json" | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp_twin" ] || [ ! -d "$twin/node_modules" ]; then
+  say "installing the Node twin's packages (npm ci in bridges/node)"
+  (cd "$twin" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  rm -f "$TOOLS"/.twin-* && touch "$stamp_twin"
+fi
 command -v java >/dev/null 2>&1 || { say "installing a Java runtime for the Allure CLI"; apt_install default-jre-headless; }
 
 # 5. Headless Chromium to check the HTML report as a person would see it: the drill checks its report,
