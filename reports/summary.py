@@ -239,8 +239,8 @@ def to_markdown(summary: Mapping[str, Any]) -> str:
         ]
     if totals.get("impossible_durations"):
         lines += [
-            f"{totals['impossible_durations']} figure(s) are impossible (a negative duration): the suite is at "
-            "fault, and the run proves nothing about them.",
+            f"{totals['impossible_durations']} figure(s) are impossible (a negative duration): "
+            "the suite is at fault, and the run proves nothing about them.",
             "",
         ]
     if run:

@@ -268,10 +268,11 @@ def to_markdown(view: Mapping[str, Any]) -> str:
         "",
         f"**{view['verdict']}**",
         "",
-        f"Profile `{view['profile']}`: {scales or 'unknown'}. A status of *met at scale* means the figure was "
-        "checked only against the profile's shortened window, not against the production limit.",
+        f"Profile `{view['profile']}`: {scales or 'unknown'}. A status of *met at scale* means the figure "
+        "was checked only against the profile's shortened window, not against the production limit.",
         "",
-        "| # | Plan target | Proved by | Profile limit | Measured | Production limit | Scale | Status | Note |",
+        "| # | Plan target | Proved by | Profile limit | Measured | Production limit | Scale | Status "
+        "| Note |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in view["rows"]:
@@ -283,7 +284,13 @@ def to_markdown(view: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-_STATUS_COLOUR = {MET: "#2e7d32", MET_AT_SCALE: "#b26a00", MISSED: "#c62828", NOT_TESTED: "#555", ERROR: "#c62828"}
+_STATUS_COLOUR = {
+    MET: "#2e7d32",
+    MET_AT_SCALE: "#b26a00",
+    MISSED: "#c62828",
+    NOT_TESTED: "#555",
+    ERROR: "#c62828",
+}
 
 
 def to_html(view: Mapping[str, Any], *, report_link: str = "index.html") -> str:
@@ -303,7 +310,8 @@ def to_html(view: Mapping[str, Any], *, report_link: str = "index.html") -> str:
         body.append(
             "<tr>"
             + "".join(f"<td>{c}</td>" for c in cells)
-            + f'<td style="color:{colour};font-weight:bold">{esc(r["status"])}</td><td>{esc(r["note"])}</td></tr>'
+            + f'<td style="color:{colour};font-weight:bold">{esc(r["status"])}</td>'
+            + f"<td>{esc(r['note'])}</td></tr>"
         )
     scales = "".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in view["scales"].items())
     return f"""<!DOCTYPE html>

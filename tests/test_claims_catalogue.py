@@ -89,7 +89,7 @@ def test_every_plan_target_is_claimed_by_some_scenario_or_named_as_outside_the_d
         (COMPLETE.replace("SOC2:A1.3", "PCI:1"), "control tags"),
         (COMPLETE.replace('["SOC2:A1.3"]', "[]"), "controls must not be empty"),
         (COMPLETE.replace('description = "d"', 'description = ""'), "description must not be empty"),
-        (BASE + 'controls = ["SOC2:A1.3"]\nrunbook = "docs/BACKUP.md"\n', r"missing fields \['description'\]"),
+        (COMPLETE.replace('description = "d"\n', ""), r"missing fields \['description'\]"),
         (COMPLETE + 'targets = ["rto_minutes"]\n', r"targets \['rto_minutes'\] are not ids"),
         ("[t\n", "cannot read the claims catalogue"),
     ],

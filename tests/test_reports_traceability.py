@@ -1,4 +1,4 @@
-"""Traceability in the raw results: the claim titles the page, parameters are stable, markers are no controls."""
+"""Traceability in raw results: the claim titles the page, parameters are stable, markers are no controls."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from reports.claims import REPO_ROOT, stable_value
 
-SCENARIO = '''
+SCENARIO = """
 import pytest
 from reports.claims import dr_claim
 
@@ -24,10 +24,12 @@ def _flip(b):
     description="Each damage is applied in turn; validation must reject it.",
 )
 @pytest.mark.destructive
-@pytest.mark.parametrize("damage", [pytest.param(lambda b: b, id="flipped-byte"), pytest.param(_flip, id="flip")])
+@pytest.mark.parametrize(
+    "damage", [pytest.param(lambda b: b, id="flipped-byte"), pytest.param(_flip, id="flip")]
+)
 def test_rejected_when_damaged(damage):
     assert damage(b"x") == b"x"
-'''
+"""
 
 
 def _run(tmp_path: Path, results: Path) -> list[dict[str, Any]]:
