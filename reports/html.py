@@ -88,6 +88,29 @@ def generate_single_file(results_dir: str | Path, out_file: str | Path) -> Path:
     return out
 
 
+BANNER_ID = "dr-profile-banner"
+
+
+def inject_banner(page: str | Path, banner_html: str) -> None:
+    """Put the profile banner (and the DR targets link) at the top of a generated report page.
+
+    Allure's own widgets cannot show a link to a page of ours, so the banner is added to the page itself:
+    it is on the overview and on every scenario page, one click from the DR targets view.
+    """
+    path = Path(page)
+    text = path.read_text(encoding="utf-8")
+    if BANNER_ID in text:
+        return
+    if "<body>" not in text:
+        raise ReportError(f"{path}: no <body> to put the profile banner into")
+    style = (
+        "position:fixed;top:0;right:0;z-index:10000;max-width:58%;padding:6px 12px;font:13px sans-serif;"
+        "background:#fff3cd;border:1px solid #b26a00;border-top:none;border-right:none"
+    )
+    banner = f'<div id="{BANNER_ID}" style="{style}">{banner_html}</div>'
+    path.write_text(text.replace("<body>", "<body>" + banner, 1), encoding="utf-8")
+
+
 def report_counts(report_dir: str | Path) -> dict[str, int]:
     """Status counts the report itself shows (widgets/summary.json)."""
     data = json.loads((Path(report_dir) / "widgets" / "summary.json").read_text(encoding="utf-8"))
@@ -276,6 +299,8 @@ def check_report(
                 check.problems.append(
                     f"overview shows {check.total_on_page} test cases, expected {sum(expected.values())}"
                 )
+            if (report / "dr-targets.html").is_file():
+                _check_targets_view(page, base, check, shots / "report-dr-targets.png")
             for case in cases:
                 try:
                     _check_case(page, base, case, served, check, shots / "report-scenario-timeline.png")
@@ -289,6 +314,22 @@ def check_report(
         check.problems.append("no scenario in the report has a timeline image attached")
     check.ok = not check.problems
     return check
+
+
+_TARGET_ROWS = "document.querySelectorAll('#dr-targets tr').length"
+
+
+def _check_targets_view(page: Page, base: str, check: ReportCheck, shot: Path) -> None:
+    """The overview's banner links the DR targets view, which lists the plan's 16 targets."""
+    link = page.evaluate(f"(a => a && a.href)(document.querySelector('#{BANNER_ID} a'))")
+    if not link:
+        check.problems.append("the overview has no banner link to the DR targets view")
+        return
+    page.navigate(str(link))
+    rows = page.wait_for(f"{_TARGET_ROWS} > 1 && {_TARGET_ROWS}", what="the rows of the DR targets view")
+    if int(rows) != 17:
+        check.problems.append(f"the DR targets view shows {int(rows) - 1} targets, the plan has 16")
+    check.screenshots.append(str(page.screenshot(shot)))
 
 
 def _check_single_file(browser: Browser, single: Path, total: int, check: ReportCheck) -> None:

@@ -76,10 +76,17 @@ def local_key(path: Path) -> Ed25519PrivateKey:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
-    return key
+    try:
+        os.link(draft, path)  # atomic and never overwrites: two drills starting at once share one key
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
+    return _parse_key(path.read_bytes(), str(path))
 
 
 def _raw_public(key: Ed25519PublicKey) -> bytes:

@@ -127,7 +127,7 @@ def rows_from_results(
         aborted = steady_state_violated(result)
         test_row = SummaryRow(
             claim=claim,
-            test=str(result.get("name", "?")),
+            test=next(iter(_labels(result, "testMethod")), None) or str(result.get("name", "?")),
             measure="-",
             target="-",
             measured="-",

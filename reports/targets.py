@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -143,6 +143,12 @@ def _worst(figures: list[Mapping[str, Any]], rule: str) -> Mapping[str, Any] | N
     return pick(numeric, key=lambda f: _num(f["measured"]) or 0.0)
 
 
+def _rule_of(name: str, figures: list[Mapping[str, Any]], default: str) -> str:
+    """The comparison a measure was judged by ('<=' for a quiet side), from its recorded target."""
+    ops = {str(f["target"]).split()[0] for f in figures if str(f["target"]).strip() not in ("", "-")}
+    return ops.pop() if len(ops) == 1 else default
+
+
 def _num(text: Any) -> float | None:
     """A number from a summary cell, or None."""
     try:
@@ -214,11 +220,17 @@ def _judge_target(
         return out
     impossible = [f for f in figures if f["unit"] in _DURATION_UNITS and (_num(f["measured"]) or 0.0) < 0]
     limit = _profile_limit(target, figures, profile)
-    worst = _worst(figures, target.rule)
-    if worst is not None:
-        out["measured"] = f"{worst['measured']} {worst['unit']}".strip() + f" (worst of {len(figures)})"
+    # The worst figure of each measure: an alert target shows both its quiet and its firing side.
+    shown = []
+    for name in MEASURES.get(target.id, ()):
+        of_name = [f for f in figures if f["measure"] == name]
+        worst = _worst(of_name, _rule_of(name, of_name, target.rule))
+        if worst is not None:
+            count = f", worst of {len(of_name)}" if len(of_name) > 1 else ""
+            shown.append(f"{name} {worst['measured']} {worst['unit']}".strip() + count)
+    out["measured"] = "; ".join(shown)
     ratio = 1.0 if limit is None or target.value == 0 else limit / target.value
-    out["profile_limit"] = production if limit is None else f"{target.rule} {limit:g} {target.unit}"
+    out["profile_limit"] = production if limit is None else _rule_text(replace(target, value=limit))
     out["scale"] = fraction_text(ratio)
     if impossible:
         out["status"] = ERROR
@@ -236,12 +248,13 @@ def _profile_limit(target: Target, figures: list[Mapping[str, Any]], profile: Pr
     """The limit the run held the bridge to, in the target's unit; None when it was the plan's own figure."""
     if target.id in PROFILE_WINDOWS and profile is not None:
         return float(getattr(profile, PROFILE_WINDOWS[target.id][1]))
-    limits = [_num(f["target"]) for f in figures if _num(f["target"]) is not None]
-    if not limits:
-        return None
-    if target.unit == "ms" and all(f["unit"] == "s" for f in figures):
-        limits = [x * 1000 for x in limits if x is not None]
-    return max(x for x in limits if x is not None)
+    factor = {("ms", "s"): 1000.0, ("ratio", "%"): 0.01}
+    limits = [
+        (_num(f["target"]) or 0.0) * factor.get((target.unit, f["unit"]), 1.0)
+        for f in figures
+        if _num(f["target"]) is not None
+    ]
+    return max(limits) if limits else None
 
 
 def to_json(rows: list[TargetRow], profile_name: str, verdict: str) -> dict[str, Any]:
