@@ -96,3 +96,14 @@ def test_the_view_is_written_as_markdown_json_and_html(tmp_path: Path) -> None:
     assert paths["md"].read_text().count("\n| ") == 17
     assert "1/100 (3 s of 300 s)" in paths["json"].read_text()
     assert "| SOC2:A1.3 |" in targets.controls_markdown()
+
+
+def test_the_environment_names_each_scale_instead_of_a_bare_time_scale() -> None:
+    """environment.properties says what the profile scales, not 'time_scale=1.0' as if it were real time."""
+    from reports.meta import environment_facts
+
+    facts = environment_facts({"profile": "ci", "time_scale": 1.0})
+    assert facts["scale.RTO"] == "1/10 (60 s of 600 s)"
+    assert facts["scale.cache TTL"] == "1/100 (3 s of 300 s)"
+    assert facts["profile.windows"] == "scaled down: production windows not exercised"
+    assert "time_scale" not in facts
