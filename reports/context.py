@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import html
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
-
-import allure
 
 from chaos.observer import ScenarioObserver
 from reports import attach
 from reports.allure_bridge import AllureLifecycleListener
 from reports.redact import register_secret
 from reports.timeline import (
-    CAPTION,
     FaultWindow,
     TimelineMark,
     TimelineOp,
@@ -40,8 +35,6 @@ class DR(ScenarioObserver):
         super().__init__(scenario, clock=clock)
         self.add_listener(AllureLifecycleListener())
         self._providers: list[tuple[str, Provider]] = []
-        self.description = ""  # the claim's description, shown above the timeline on the scenario's page
-        self._figures: list[str] = []
 
     def on_failure_attach(self, name: str, provider: Provider) -> None:
         """Register evidence gathered only on failure: str, bytes, JSON-like data, PNG bytes or a Path."""
@@ -88,19 +81,7 @@ class DR(ScenarioObserver):
         _check_same_clock(ops, windows, points)
         png = render_timeline(ops, fault_windows=windows, marks=points, title=title or self.scenario)
         attach.attach_png(name, png)
-        self._show_on_page(png, name)
         return png
-
-    def _show_on_page(self, png: bytes, name: str) -> None:
-        """Put the timeline in the page's description, so a reader sees it without opening a step."""
-        data = base64.b64encode(png).decode("ascii")
-        self._figures.append(
-            f'<figure><img alt="{html.escape(name)}" style="max-width:100%" '
-            f'src="data:image/png;base64,{data}">'
-            f"<figcaption><small>{html.escape(CAPTION)}</small></figcaption></figure>"
-        )
-        text = f"<p>{html.escape(self.description)}</p>" if self.description else ""
-        allure.dynamic.description_html(text + "".join(self._figures))
 
     def attach_lifecycle(self) -> None:
         """Attach phase timings, marks and measurements as JSON (the plugin does this after the body)."""

@@ -132,6 +132,7 @@ def build_outputs(args: argparse.Namespace, paths: Paths, outcome: DrillOutcome,
     previous = Path(args.previous_report) if args.previous_report else paths.history
     carried = html.generate(paths.results, paths.html, previous=previous)
     say(f"HTML report: {paths.html / 'index.html'} (history {'carried over' if carried else 'starts here'})")
+    say(f"timelines shown on {html.inline_timelines(paths.html)} scenario page(s) without a click")
     html.save_history(paths.html, paths.history)
     paths.out.mkdir(parents=True, exist_ok=True)
     single = html.generate_single_file(paths.results, paths.out / "dr-report.html")

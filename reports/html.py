@@ -12,11 +12,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from html import escape
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from reports.cdp import Browser, BrowserError, Page
+from reports.timeline import CAPTION
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TIMELINE_PREFIX = "timeline"
@@ -103,12 +105,40 @@ def inject_banner(page: str | Path, banner_html: str) -> None:
         return
     if "<body>" not in text:
         raise ReportError(f"{path}: no <body> to put the profile banner into")
-    style = (
-        "position:fixed;top:0;right:0;z-index:10000;max-width:58%;padding:6px 12px;font:13px sans-serif;"
-        "background:#fff3cd;border:1px solid #b26a00;border-top:none;border-right:none"
-    )
+    # In the flow above Allure's app, not over it: it pushes the page down instead of hiding a header.
+    style = "padding:6px 12px;font:13px sans-serif;background:#fff3cd;border-bottom:1px solid #b26a00"
     banner = f'<div id="{BANNER_ID}" style="{style}">{banner_html}</div>'
     path.write_text(text.replace("<body>", "<body>" + banner, 1), encoding="utf-8")
+
+
+def inline_timelines(report_dir: str | Path) -> int:
+    """Show each scenario's timeline image at the top of its page, with its caption, without a click.
+
+    Allure keeps attachments folded inside their steps, and its generator strips images from an HTML
+    description; so the generated page data gets the figure afterwards. Returns the pages changed.
+    """
+    changed = 0
+    for path in sorted((Path(report_dir) / "data" / "test-cases").glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        shots = [
+            a
+            for a in _attachments(data.get("testStage") or {})
+            if a.get("type") == "image/png" and a.get("name", "").startswith(TIMELINE_PREFIX)
+        ]
+        if not shots:
+            continue
+        figures = "".join(
+            f'<figure class="dr-timeline"><img alt="{escape(a["name"])}" style="max-width:100%" '
+            f'src="data/attachments/{escape(a["source"])}"></figure>'
+            for a in shots
+        )
+        intro = data.get("descriptionHtml") or (
+            f"<p>{escape(data['description'])}</p>" if data.get("description") else ""
+        )
+        data["descriptionHtml"] = f"{intro}{figures}<p><small>{escape(CAPTION)}</small></p>"
+        path.write_text(json.dumps(data), encoding="utf-8")
+        changed += 1
+    return changed
 
 
 def report_counts(report_dir: str | Path) -> dict[str, int]:

@@ -15,7 +15,6 @@ import pytest
 from reports.claims import (
     MARKER,
     apply_claims,
-    claim_of,
     load_catalogue,
     mark_from_catalogue,
     relabel_markers,
@@ -98,8 +97,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def dr(request: pytest.FixtureRequest) -> Iterator[DR]:
     """The scenario's lifecycle observer wired to Allure (phases as steps, figures as parameters)."""
     context = DR(request.node.nodeid)
-    claim = claim_of(request.node)
-    context.description = claim.description if claim is not None else ""
     request.node.stash[DR_KEY] = context
     yield context
 

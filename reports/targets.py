@@ -306,6 +306,10 @@ _STATUS_COLOUR = {
 }
 
 
+_WIDTHS = (3, 11, 25, 8, 15, 11, 5, 7, 15)  # per cent of the page, column by column
+_COLUMNS = "<colgroup>" + "".join(f'<col style="width:{w}%">' for w in _WIDTHS) + "</colgroup>"
+
+
 def to_html(view: Mapping[str, Any], *, report_link: str = "index.html") -> str:
     """A standalone HTML page of the view, linked from the report's banner."""
     esc = html.escape
@@ -329,15 +333,16 @@ def to_html(view: Mapping[str, Any], *, report_link: str = "index.html") -> str:
     scales = "".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in view["scales"].items())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>DR targets</title>
-<style>body{{font-family:sans-serif;margin:24px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:13px}}th{{background:#eee}}</style>
+<style>body{{font-family:sans-serif;margin:24px}}table{{border-collapse:collapse;width:100%;table-layout:fixed}}
+td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:13px;overflow-wrap:anywhere}}
+th{{background:#eee}}</style>
 </head><body>
 <p><a href="{esc(report_link)}">&larr; back to the report</a></p>
 <h1>DR targets: the plan's 16 targets and this run's evidence</h1>
 <p id="dr-verdict"><strong>{esc(view["verdict"])}</strong></p>
 <p>Profile <code>{esc(view["profile"])}</code>, its windows against production:</p><ul>{scales}</ul>
 <p><em>met at scale</em>: checked only against the profile's shortened window, not the production limit.</p>
-<table id="dr-targets"><tr>{head}<th>Status</th><th>Note</th></tr>
+<table id="dr-targets">{_COLUMNS}<tr>{head}<th>Status</th><th>Note</th></tr>
 {"".join(body)}
 </table></body></html>
 """

@@ -8,9 +8,7 @@ from typing import Any
 import pytest
 
 from chaos.checkers import CLAIM_VIOLATED
-from scenarios.test_health_slow_query_boundary import (
-    test_slow_query_alert_fires_above_exactly_500_ms_and_not_at_it_when_one_query_straddles_it as scenario,
-)
+from scenarios.slow_query_boundary_support import run_slow_query_boundary
 from tests.breaks import get_break
 
 
@@ -24,7 +22,7 @@ def test_boundary_scenario_fails_when_the_bridge_threshold_is_not_500_ms(
     """Each broken default of HealthThresholds fails the scenario with the probe that exposed it."""
     get_break(name).apply(monkeypatch)
     with pytest.raises(AssertionError, match=CLAIM_VIOLATED) as failure:
-        scenario(dr)
+        run_slow_query_boundary(dr)
     assert wrong in str(failure.value)
     (figure,) = [m for m in dr.measurements if m.name == "slow_query_threshold"]
     assert figure.met is False
