@@ -23,7 +23,7 @@ COLORS = {"ok": "#2e7d32", REFUSED: "#546e7a", "fail": "#c62828", "indeterminate
 LABELS = {
     "ok": "succeeded",
     REFUSED: "refused during the fault (expected)",
-    "fail": "failed outside a fault (unexpected)",
+    "fail": "failed outside the fault window",
     "indeterminate": "outcome unknown",
 }
 CAPTION = (
@@ -32,7 +32,8 @@ CAPTION = (
     "The shaded band is the fault window. Calls that failed inside it are drawn grey as expected refusals: "
     "the bridge refuses them by design while the database is unreachable (read-only mode); whether each "
     "refusal was allowed is judged by the checker verdict attached to this page. Red marks failures outside "
-    "any fault: those are unexpected. Dashed lines mark events such as the outage being detected."
+    "the window, such as writes still refused between the heal and the bridge's recovery; the verdict "
+    "judges them too. Dashed lines mark events such as the outage being detected."
 )
 FAULT_COLOR = "#ef9a9a"
 MARK_COLORS = ("#1565c0", "#6a1b9a", "#00838f", "#4e342e")
