@@ -11,7 +11,14 @@ from chaos.observer import ScenarioObserver
 from reports import attach
 from reports.allure_bridge import AllureLifecycleListener
 from reports.redact import register_secret
-from reports.timeline import FaultWindow, TimelineMark, TimelineOp, as_op, ops_of, render_timeline
+from reports.timeline import (
+    FaultWindow,
+    TimelineMark,
+    TimelineOp,
+    as_op,
+    ops_of,
+    render_timeline,
+)
 
 LIFECYCLE_ATTACHMENT = "dr-lifecycle.json"
 Provider = Callable[[], Any]

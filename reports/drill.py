@@ -6,20 +6,23 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 from typing import Any
 
-from reports import evidence, html, summary
-from reports.meta import environment_facts, write_run_metadata
+from reports import evidence, html, signing, summary, targets
+from reports.meta import environment_facts, git_commit, run_actor, write_run_metadata
 from reports.redact import register_secret, scan_for_secrets
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXIT_OK, EXIT_TARGET_MISSED, EXIT_RUN_PROBLEM = 0, 1, 2
+LOCAL_SIGNING_KEY = REPO_ROOT / ".run" / "evidence-signing-key.pem"  # git-ignored, never packed
 _SECRET_ENV = re.compile(r"(PASSWORD|SECRET|TOKEN|_KEY$|_DSN$|CHAT_ID$)")
 _DSN_PASSWORD = re.compile(r"(?:password\s*=\s*'?([^'\s]+)|://[^:/@\s]*:([^@\s]+)@)")
 # A Sentry DSN has no password: its secret is the key before the host (https://<key>@host/project).
@@ -129,9 +132,11 @@ def build_outputs(args: argparse.Namespace, paths: Paths, outcome: DrillOutcome,
         write_run_metadata(
             paths.results, {"profile": args.dr_profile, "backend": args.chaos_env or "default"}
         )
+    key, key_origin = _signing_key()
     previous = Path(args.previous_report) if args.previous_report else paths.history
     carried = html.generate(paths.results, paths.html, previous=previous)
     say(f"HTML report: {paths.html / 'index.html'} (history {'carried over' if carried else 'starts here'})")
+    say(f"timelines shown on {html.inline_timelines(paths.html)} scenario page(s) without a click")
     html.save_history(paths.html, paths.history)
     paths.out.mkdir(parents=True, exist_ok=True)
     single = html.generate_single_file(paths.results, paths.out / "dr-report.html")
@@ -142,10 +147,24 @@ def build_outputs(args: argparse.Namespace, paths: Paths, outcome: DrillOutcome,
         if k
         in {"profile", "backend", "bridge", "postgres.version", "toxiproxy.version", "git.commit", "host"}
     }
+    run.setdefault("profile", args.dr_profile)
     run["started"] = started.isoformat(timespec="seconds")
+    run.update(run_actor())
+    run["evidence signing key"] = f"{signing.fingerprint(key)} ({key_origin})"
     links = html.links_by_history(paths.html, results, base="../html/index.html")
     drill_summary = summary.build_summary(paths.results, links=links, run=run)
     md_path, _ = summary.write_summary(drill_summary, paths.out)
+    view = targets.to_json(
+        targets.build_rows(drill_summary["rows"], run["profile"]), run["profile"], drill_summary["verdict"]
+    )
+    view["signing_key"] = signing.fingerprint(key)
+    written = targets.write_view(view, paths.out)
+    (paths.out / "controls.md").write_text(targets.controls_markdown(), encoding="utf-8")
+    shutil.copy2(written["html"], paths.html / "dr-targets.html")
+    banner = _banner(view, signing.fingerprint(key))
+    for page in (paths.html / "index.html", single):
+        html.inject_banner(page, banner)
+    say(f"DR targets: {written['md']} ({_status_counts(view)})")
     outcome.verdict = drill_summary["verdict"]
     aborted = sorted({row["test"] for row in drill_summary["rows"] if row["steady_state_violated"]})
     if aborted:
@@ -178,7 +197,34 @@ def build_outputs(args: argparse.Namespace, paths: Paths, outcome: DrillOutcome,
             outcome.problems.append(f"{line}: an attachment bypassed reports.attach")
         else:
             say(f"note: {line}: an exception message quoted it")
-    _evidence_pack(paths, drill_summary, links, outcome, started, single)
+    _evidence_pack(paths, drill_summary, links, outcome, started, single, key)
+
+
+def _signing_key() -> tuple[signing.Ed25519PrivateKey, str]:
+    """The configured signing key, else this checkout's own (created once); and where it came from."""
+    key = signing.load_signing_key()
+    if key is not None:
+        return key, "configured"
+    return signing.local_key(LOCAL_SIGNING_KEY), "this checkout's local key: configure one for CI"
+
+
+def _banner(view: dict[str, Any], fingerprint: str) -> str:
+    """The report banner: the profile, its scales, the verdict in the profile's words, the targets link."""
+    scales = "; ".join(f"{label} {text}" for label, text in view["scales"].items())
+    return (
+        f"<b>{escape(view['verdict'])}</b><br>Profile <b>{escape(view['profile'])}</b>: {escape(scales)}"
+        '<br><a href="dr-targets.html" style="font-weight:bold">'
+        "DR targets: the plan's 16 targets &rarr;</a>"
+        f" · evidence signing key <code>{escape(fingerprint[:23])}…</code>"
+    )
+
+
+def _status_counts(view: dict[str, Any]) -> str:
+    """'7 met at scale, 5 met, 4 not tested in this run'."""
+    counts: dict[str, int] = {}
+    for row in view["rows"]:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
 def _secret_scan(paths: Paths) -> dict[str, Any]:
@@ -208,8 +254,9 @@ def _evidence_pack(
     outcome: DrillOutcome,
     started: datetime,
     single: Path,
+    key: signing.Ed25519PrivateKey,
 ) -> None:
-    """Seal the evidence (single-file report, summary, raw results, checks) and verify it."""
+    """Seal the evidence (single-file report, summary, targets, raw results, checks), sign and verify it."""
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + (
         f"-gh{os.environ['GITHUB_RUN_ID']}" if os.environ.get("GITHUB_RUN_ID") else ""
     )
@@ -223,12 +270,20 @@ def _evidence_pack(
     }
     staging = paths.out / "pack-summary"
     summary.write_summary(pack_summary, staging)
+    finished = datetime.now(UTC)
+    duration = (finished - started).total_seconds()
+    if duration < 0:
+        outcome.problems.append(f"the drill ended {-duration:.0f} s before it started: the clock is wrong")
     facts = {
         "run_id": run_id,
+        **run_actor(),
+        "commit": git_commit(),
         "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "finished": finished.isoformat(timespec="seconds"),
         "pytest_exit": outcome.pytest_exit,
         "verdict": drill_summary["verdict"],
+        "verdict_text": drill_summary.get("verdict_text", ""),
+        "signing_key_fingerprint": signing.fingerprint(key),
         "problems": outcome.problems,
     }
     (paths.out / "drill.json").write_text(json.dumps(facts, indent=2), encoding="utf-8")
@@ -239,14 +294,21 @@ def _evidence_pack(
         "drill.json": paths.out / "drill.json",
         "report-check.json": paths.out / "report-check.json",
         "secret-scan.json": paths.out / "secret-scan.json",
+        "controls.md": paths.out / "controls.md",
+        **{f"dr-targets.{ext}": paths.out / f"dr-targets.{ext}" for ext in ("md", "json", "html")},
     }
     files.update({p.name: p for p in sorted(paths.out.glob("report-*.png"))})
-    pack = evidence.build_pack(paths.evidence / run_id, files, {"allure-results": paths.results})
-    problems = evidence.verify_pack(pack)
+    signer = {k: str(facts[k]) for k in ("run_id", "actor", "where", "commit", "started", "finished")}
+    pack = evidence.build_pack(
+        paths.evidence / run_id, files, {"allure-results": paths.results}, key=key, signer=signer
+    )
+    problems = evidence.verify_pack(pack, fingerprint=signing.fingerprint(key))
     outcome.problems += [f"evidence pack: {p}" for p in problems]
     say(
-        f"evidence pack: {pack} (pack digest {evidence.pack_digest(pack)}); "
-        f"verify with: python -m reports.evidence verify {_shown_path(pack)}"
+        f"evidence pack: {pack} (pack digest {evidence.pack_digest(pack)}; "
+        f"signed by {signing.fingerprint(key)}); "
+        f"verify with: python -m reports.evidence verify {_shown_path(pack)} "
+        f"--fingerprint {signing.fingerprint(key)}"
     )
 
 

@@ -1,16 +1,22 @@
-"""Tamper-evident evidence pack: the run's report, summary and raw results under one SHA256SUMS."""
+"""Tamper-evident evidence pack: the run's report, summary and raw results under one SHA256SUMS, whose
+digest is signed with Ed25519 (reports.signing) so that the sums cannot be rebuilt without the key."""
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import shutil
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from reports import signing
+
 SUMS = "SHA256SUMS"
+# Written after the sums, over their digest: outside the listing, checked by their own signatures.
+_UNLISTED = {SUMS, signing.SIGNATURE}
 
 
 @dataclass(frozen=True)
@@ -18,7 +24,7 @@ class Problem:
     """One verification failure: the file and what is wrong with it."""
 
     path: str
-    reason: str  # modified | missing | unlisted | unsafe path
+    reason: str  # modified | missing | unlisted | unsafe path | signature: <why>
 
     def __str__(self) -> str:
         """'modified: dr-summary.json'."""
@@ -32,8 +38,14 @@ def sha256_file(path: Path) -> str:
 
 
 def _files(root: Path) -> list[Path]:
-    """Every regular file under root except the top-level SHA256SUMS, as sorted relative paths."""
-    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file() and p != root / SUMS)
+    """Every regular file under root except SHA256SUMS, the signature and approvals, as relative paths."""
+    return sorted(
+        p.relative_to(root)
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.relative_to(root).as_posix() not in _UNLISTED
+        and p.relative_to(root).parts[0] != signing.APPROVALS
+    )
 
 
 def write_sums(root: str | Path) -> Path:
@@ -49,8 +61,11 @@ def build_pack(
     pack_dir: str | Path,
     files: Mapping[str, str | Path],
     dirs: Mapping[str, str | Path] | None = None,
+    *,
+    key: signing.Ed25519PrivateKey | None = None,
+    signer: Mapping[str, str] | None = None,
 ) -> Path:
-    """Copy the named files and directories into a fresh pack directory and seal it with SHA256SUMS."""
+    """Copy files and directories into a fresh pack, seal it with SHA256SUMS and sign its digest with key."""
     pack = Path(pack_dir)
     if pack.exists():
         shutil.rmtree(pack)
@@ -62,6 +77,8 @@ def build_pack(
     for name, source in (dirs or {}).items():
         shutil.copytree(source, pack / name)
     write_sums(pack)
+    if key is not None:
+        signing.sign_digest(pack, pack_digest(pack), key, signer or {})
     return pack
 
 
@@ -78,8 +95,14 @@ def _parse_sums(text: str) -> Iterable[tuple[str, str]]:
         yield digest.lower(), name
 
 
-def verify_pack(pack_dir: str | Path) -> list[Problem]:
-    """Check every listed file's digest, and that no file is missing or was added; [] means intact."""
+def verify_pack(
+    pack_dir: str | Path, *, signed: bool = True, fingerprint: str | None = None
+) -> list[Problem]:
+    """Check every listed file's digest, that none is missing or was added, and (signed) the signature.
+
+    fingerprint pins the signing key: without it, any valid signature over the digest is accepted and the
+    auditor compares the printed fingerprint with the one published for the run.
+    """
     root = Path(pack_dir).resolve()
     sums = root / SUMS
     if not sums.is_file():
@@ -98,6 +121,10 @@ def verify_pack(pack_dir: str | Path) -> list[Problem]:
     for rel in _files(root):
         if rel.as_posix() not in listed:
             problems.append(Problem(rel.as_posix(), "unlisted"))
+    if signed:
+        for reason in signing.verify_signature(root, pack_digest(root), fingerprint):
+            where, _, why = reason.partition(": ")
+            problems.append(Problem(where, f"signature: {why}"))
     return problems
 
 
@@ -113,14 +140,24 @@ def main(argv: list[str] | None = None) -> int:
     verify = sub.add_parser("verify", help="verify a pack against its SHA256SUMS; exit 1 naming each problem")
     verify.add_argument("directory")
     verify.add_argument("--digest", help="expected SHA-256 of SHA256SUMS itself, as published by the run")
-    seal = sub.add_parser("seal", help="(re)write SHA256SUMS over a directory")
+    verify.add_argument("--fingerprint", help="expected signing key fingerprint (SHA256:...), as published")
+    seal = sub.add_parser("seal", help="(re)write SHA256SUMS over a directory (unsigned: verify then fails)")
     seal.add_argument("directory")
+    approve = sub.add_parser(
+        "approve",
+        help=f"add a signed approver statement (key from ${signing.KEY_FILE_ENV} or ${signing.KEY_ENV})",
+    )
+    approve.add_argument("directory")
+    approve.add_argument("--approver", required=True, help="the person approving the evidence")
+    approve.add_argument("--statement", default="I have reviewed this DR evidence pack and approve it.")
     args = parser.parse_args(argv)
     if args.command == "seal":
         print(f"sealed {write_sums(args.directory)}; pack digest {pack_digest(args.directory)}")
         return 0
+    if args.command == "approve":
+        return _approve(Path(args.directory), args.approver, args.statement)
     try:
-        problems = verify_pack(args.directory)
+        problems = verify_pack(args.directory, fingerprint=args.fingerprint)
     except ValueError as exc:
         print(f"evidence pack {args.directory}: INVALID: {exc}", file=sys.stderr)
         return 1
@@ -131,10 +168,33 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         return 1
     count = sum(1 for _ in _parse_sums((Path(args.directory) / SUMS).read_text(encoding="utf-8")))
+    record = json.loads((Path(args.directory) / signing.SIGNATURE).read_text(encoding="utf-8"))
+    approvals = sorted((Path(args.directory) / signing.APPROVALS).glob("*.json"))
     print(
         f"evidence pack {args.directory}: OK ({count} files verified; "
-        f"pack digest {pack_digest(args.directory)})"
+        f"pack digest {pack_digest(args.directory)}; signed by key {record['fingerprint']}"
+        f"{'' if args.fingerprint else ' (compare it with the fingerprint published for the run)'}; "
+        f"{len(approvals)} approval(s))"
     )
+    return 0
+
+
+def _approve(pack: Path, approver: str, statement: str) -> int:
+    """Sign an approver statement over an intact pack's digest; refuse a pack that does not verify."""
+    try:
+        key = signing.load_signing_key()
+    except signing.SigningKeyError as exc:
+        print(f"approve: {exc}", file=sys.stderr)
+        return 2
+    if key is None:
+        print(f"approve: no key: set ${signing.KEY_FILE_ENV} or ${signing.KEY_ENV}", file=sys.stderr)
+        return 2
+    problems = verify_pack(pack)
+    if problems:
+        print(f"approve: refused, the pack does not verify: {'; '.join(map(str, problems))}", file=sys.stderr)
+        return 1
+    out = signing.approve(pack, pack_digest(pack), approver, key, statement)
+    print(f"approved by {approver} with key {signing.fingerprint(key)}: {out}")
     return 0
 
 

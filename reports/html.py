@@ -12,11 +12,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from html import escape
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from reports.cdp import Browser, BrowserError, Page
+from reports.timeline import CAPTION
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TIMELINE_PREFIX = "timeline"
@@ -86,6 +88,57 @@ def generate_single_file(results_dir: str | Path, out_file: str | Path) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(Path(tmp) / "index.html"), out)
     return out
+
+
+BANNER_ID = "dr-profile-banner"
+
+
+def inject_banner(page: str | Path, banner_html: str) -> None:
+    """Put the profile banner (and the DR targets link) at the top of a generated report page.
+
+    Allure's own widgets cannot show a link to a page of ours, so the banner is added to the page itself:
+    it is on the overview and on every scenario page, one click from the DR targets view.
+    """
+    path = Path(page)
+    text = path.read_text(encoding="utf-8")
+    if BANNER_ID in text:
+        return
+    if "<body>" not in text:
+        raise ReportError(f"{path}: no <body> to put the profile banner into")
+    # In the flow above Allure's app, not over it: it pushes the page down instead of hiding a header.
+    style = "padding:6px 12px;font:13px sans-serif;background:#fff3cd;border-bottom:1px solid #b26a00"
+    banner = f'<div id="{BANNER_ID}" style="{style}">{banner_html}</div>'
+    path.write_text(text.replace("<body>", "<body>" + banner, 1), encoding="utf-8")
+
+
+def inline_timelines(report_dir: str | Path) -> int:
+    """Show each scenario's timeline image at the top of its page, with its caption, without a click.
+
+    Allure keeps attachments folded inside their steps, and its generator strips images from an HTML
+    description; so the generated page data gets the figure afterwards. Returns the pages changed.
+    """
+    changed = 0
+    for path in sorted((Path(report_dir) / "data" / "test-cases").glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        shots = [
+            a
+            for a in _attachments(data.get("testStage") or {})
+            if a.get("type") == "image/png" and a.get("name", "").startswith(TIMELINE_PREFIX)
+        ]
+        if not shots:
+            continue
+        figures = "".join(
+            f'<figure class="dr-timeline"><img alt="{escape(a["name"])}" style="max-width:100%" '
+            f'src="data/attachments/{escape(a["source"])}"></figure>'
+            for a in shots
+        )
+        intro = data.get("descriptionHtml") or (
+            f"<p>{escape(data['description'])}</p>" if data.get("description") else ""
+        )
+        data["descriptionHtml"] = f"{intro}{figures}<p><small>{escape(CAPTION)}</small></p>"
+        path.write_text(json.dumps(data), encoding="utf-8")
+        changed += 1
+    return changed
 
 
 def report_counts(report_dir: str | Path) -> dict[str, int]:
@@ -276,6 +329,8 @@ def check_report(
                 check.problems.append(
                     f"overview shows {check.total_on_page} test cases, expected {sum(expected.values())}"
                 )
+            if (report / "dr-targets.html").is_file():
+                _check_targets_view(page, base, check, shots / "report-dr-targets.png")
             for case in cases:
                 try:
                     _check_case(page, base, case, served, check, shots / "report-scenario-timeline.png")
@@ -289,6 +344,22 @@ def check_report(
         check.problems.append("no scenario in the report has a timeline image attached")
     check.ok = not check.problems
     return check
+
+
+_TARGET_ROWS = "document.querySelectorAll('#dr-targets tr').length"
+
+
+def _check_targets_view(page: Page, base: str, check: ReportCheck, shot: Path) -> None:
+    """The overview's banner links the DR targets view, which lists the plan's 16 targets."""
+    link = page.evaluate(f"(a => a && a.href)(document.querySelector('#{BANNER_ID} a'))")
+    if not link:
+        check.problems.append("the overview has no banner link to the DR targets view")
+        return
+    page.navigate(str(link))
+    rows = page.wait_for(f"{_TARGET_ROWS} > 1 && {_TARGET_ROWS}", what="the rows of the DR targets view")
+    if int(rows) != 17:
+        check.problems.append(f"the DR targets view shows {int(rows) - 1} targets, the plan has 16")
+    check.screenshots.append(str(page.screenshot(shot)))
 
 
 def _check_single_file(browser: Browser, single: Path, total: int, check: ReportCheck) -> None:

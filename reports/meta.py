@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import platform
@@ -101,9 +102,44 @@ def environment_facts(run: Mapping[str, Any]) -> dict[str, str]:
         "run.finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     for key, value in run.items():
-        if key not in {"profile", "backend", "postgres", "toxiproxy"}:
+        if key not in {"profile", "backend", "postgres", "toxiproxy", "time_scale"}:
             facts[key] = str(value)
+    facts.update(_scale_facts(facts["profile"], run.get("time_scale")))
     return {key: redact_text(value) for key, value in facts.items()}
+
+
+def _scale_facts(profile_name: str, time_scale: Any) -> dict[str, str]:
+    """Each window's scale against production ('scale.RTO=1/10 (60 s of 600 s)'), and what that means.
+
+    A bare 'time_scale=1.0' read as real time; it is only the multiplier applied on top of the profile.
+    """
+    from reports.targets import PROFILES, profile_scales, scaled
+
+    profile = PROFILES.get(profile_name)
+    if profile is None:
+        return {}
+    facts = {f"scale.{label}": text for label, text in profile_scales(profile).items()}
+    facts["profile.windows"] = (
+        "scaled down: production windows not exercised" if scaled(profile) else "production windows"
+    )
+    if time_scale is not None:
+        facts["scale.extra multiplier (--chaos-time-scale)"] = str(time_scale)
+    return facts
+
+
+def run_actor(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Who ran the drill and where: the CI actor and run URL, or the local user and host."""
+    if env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
+        server = env.get("GITHUB_SERVER_URL", "https://github.com")
+        return {
+            "actor": env.get("GITHUB_ACTOR", "unknown"),
+            "where": f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}",
+        }
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown user"
+    return {"actor": f"{user}@{socket.gethostname()}", "where": "local run (no CI run URL)"}
 
 
 def _escape(text: str, *, key: bool = False) -> str:

@@ -9,9 +9,17 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
+import allure
 import pytest
 
-from reports.claims import MARKER, apply_claims, load_catalogue, mark_from_catalogue
+from reports.claims import (
+    MARKER,
+    apply_claims,
+    load_catalogue,
+    mark_from_catalogue,
+    relabel_markers,
+    stable_value,
+)
 from reports.context import DR
 from reports.meta import write_run_metadata
 from reports.redact import redact_text, register_secret, registered_secrets, scrub_directory
@@ -66,6 +74,25 @@ def pytest_fixture_setup(
             if secret:
                 register_secret(secret, f"environment secret #{index + 1}")
     return result
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Give Allure a stable value for each parameter whose repr holds a memory address.
+
+    Runs inside allure-pytest's setup wrapper, before it records the parameters, so the address never
+    reaches the result; the unstable parameter is excluded from the history id, and the case id is added
+    in its place so that the cases of one scenario stay apart.
+    """
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or not item.config.pluginmanager.hasplugin("allure_pytest"):
+        return
+    unstable = {name: stable_value(value, callspec.id) for name, value in callspec.params.items()}
+    unstable = {name: text for name, text in unstable.items() if text is not None}
+    for name, text in unstable.items():
+        allure.dynamic.parameter(name, text, excluded=True)
+    if unstable:
+        allure.dynamic.parameter("case", callspec.id)
 
 
 @pytest.fixture
@@ -134,6 +161,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     run: dict[str, Any] = config.stash[RUN_KEY].copy()
     run.setdefault("profile", config.getoption("dr_profile", None) or "unknown")
     write_run_metadata(alluredir, run)
+    relabel_markers(alluredir)
     secrets = config.stash[SECRETS_KEY] | set(registered_secrets())
     report = scrub_directory(Path(alluredir), secrets)
     config.stash[RUN_KEY]["secret_scan"] = report

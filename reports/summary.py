@@ -14,6 +14,7 @@ from typing import Any
 
 from chaos.errors import STEADY_STATE_VIOLATED
 from chaos.observer import COMPARISONS, DR_TARGET_MISSED
+from reports.targets import profile_verdict
 
 ALL_MET = "ALL DR TARGETS MET"
 TARGET_MISSED = "DR TARGET MISSED"
@@ -22,6 +23,8 @@ NO_RESULTS = "NO RESULTS"
 # The CLI's (and the drill's) exit codes: a missed target is the product's failure, the rest the run's.
 EXIT_CODES = {ALL_MET: 0, TARGET_MISSED: 1, SUITE_ERROR: 2, NO_RESULTS: 2}
 STEADY_STATE_ERROR = "ERROR: steady state violated"
+IMPOSSIBLE_ERROR = "ERROR: impossible (negative) duration"
+_DURATIONS = {"s", "ms"}
 
 _MEASURED = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_]*?)_measured(?P<unit>_[a-z0-9_]+)?$")
 _TARGET = re.compile(r"^\s*(?P<op><=|>=|==|<|>)?\s*(?P<value>[-+0-9.eE]+|nan|inf)\s*$")
@@ -124,7 +127,7 @@ def rows_from_results(
         aborted = steady_state_violated(result)
         test_row = SummaryRow(
             claim=claim,
-            test=str(result.get("name", "?")),
+            test=next(iter(_labels(result, "testMethod")), None) or str(result.get("name", "?")),
             measure="-",
             target="-",
             measured="-",
@@ -146,15 +149,19 @@ def rows_from_results(
             suffix = match.group("unit") or ""
             target = params.get(f"{match.group('name')}_target{suffix}", "")
             met = judge(value, target)
+            unit = _UNITS.get(suffix, suffix.lstrip("_"))
+            number = _number(value)
+            # A clock that runs backwards, or a start taken after its end, is the suite's bug: never a pass.
+            impossible = unit in _DURATIONS and number is not None and number < 0
             rows.append(
                 replace(
                     test_row,
                     measure=match.group("name"),
                     target=target or "-",
                     measured=value,
-                    unit=_UNITS.get(suffix, suffix.lstrip("_")),
+                    unit=unit,
                     met=met,
-                    verdict=_verdict(status, met, aborted),
+                    verdict=IMPOSSIBLE_ERROR if impossible else _verdict(status, met, aborted),
                 )
             )
     return rows
@@ -178,11 +185,12 @@ def build_summary(
     target_messages = sum(
         DR_TARGET_MISSED in str((r.get("statusDetails") or {}).get("message", "")) for r in results
     )
+    impossible = [r for r in rows if r.verdict == IMPOSSIBLE_ERROR]
     if not results:
         verdict = NO_RESULTS
     elif missed or claims_failed:
         verdict = TARGET_MISSED
-    elif statuses.get("broken") or aborted:
+    elif statuses.get("broken") or aborted or impossible:
         verdict = SUITE_ERROR
     else:
         verdict = ALL_MET
@@ -196,8 +204,10 @@ def build_summary(
             "figures_missed": sum(r.met is False for r in rows),
             "target_missed_messages": target_messages,
             "steady_state_violated": len(aborted),
+            "impossible_durations": len(impossible),
         },
         "verdict": verdict,
+        "verdict_text": profile_verdict(verdict, str((run or {}).get("profile", "unknown"))),
         "rows": [r.to_dict() for r in rows],
     }
 
@@ -214,6 +224,8 @@ def to_markdown(summary: Mapping[str, Any]) -> str:
     lines = [
         "# DR drill summary",
         "",
+        f"> **{summary.get('verdict_text') or summary['verdict']}**",
+        "",
         f"**Verdict: {summary['verdict']}**. {totals['tests']} scenario(s): {totals['passed']} passed, "
         f"{totals['failed']} failed, {totals['broken']} broken, {totals['skipped']} skipped; "
         f"{totals['figures']} measured figure(s), {totals['figures_missed']} missed.",
@@ -223,6 +235,12 @@ def to_markdown(summary: Mapping[str, Any]) -> str:
         lines += [
             f"{totals['steady_state_violated']} scenario(s) stopped before their fault because the steady "
             "state did not hold: the suite or its environment is at fault, not the DR measure.",
+            "",
+        ]
+    if totals.get("impossible_durations"):
+        lines += [
+            f"{totals['impossible_durations']} figure(s) are impossible (a negative duration): "
+            "the suite is at fault, and the run proves nothing about them.",
             "",
         ]
     if run:

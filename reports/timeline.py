@@ -17,7 +17,24 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 OUTCOMES = ("ok", "fail", "indeterminate")
-COLORS = {"ok": "#2e7d32", "fail": "#c62828", "indeterminate": "#f9a825"}
+REFUSED = "refused"  # drawn only: a failure inside a fault window, which the degraded mode is meant to give
+DRAWN = ("ok", REFUSED, "fail", "indeterminate")
+COLORS = {"ok": "#2e7d32", REFUSED: "#546e7a", "fail": "#c62828", "indeterminate": "#f9a825"}
+LABELS = {
+    "ok": "succeeded",
+    REFUSED: "refused during the fault (expected)",
+    "fail": "failed outside the fault window",
+    "indeterminate": "outcome unknown",
+}
+CAPTION = (
+    "Each dot is one call: its latency in milliseconds (top) and its span (bottom, one lane per kind "
+    "of call). "
+    "The shaded band is the fault window. Calls that failed inside it are drawn grey as expected refusals: "
+    "the bridge refuses them by design while the database is unreachable (read-only mode); whether each "
+    "refusal was allowed is judged by the checker verdict attached to this page. Red marks failures outside "
+    "the window, such as writes still refused between the heal and the bridge's recovery; the verdict "
+    "judges them too. Dashed lines mark events such as the outage being detected."
+)
 FAULT_COLOR = "#ef9a9a"
 MARK_COLORS = ("#1565c0", "#6a1b9a", "#00838f", "#4e342e")
 _OUTCOME_ALIASES = {
@@ -126,13 +143,14 @@ def render_timeline(
         raise ValueError("nothing to draw: no operations, fault windows or marks")
     t0, t_end = min(times), max(ends)
     span = max(t_end - t0, 1e-3)
+    items = classify(items, windows, t_end)
 
     fig, (ax_lat, ax_lane) = plt.subplots(
-        2, 1, figsize=(11, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}, constrained_layout=True
+        2, 1, figsize=(13, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}, constrained_layout=True
     )
     try:
         _draw_latency(ax_lat, items, t0, t_end)
-        kinds = _draw_lanes(ax_lane, items, t0, t_end)
+        _draw_lanes(ax_lane, items, t0, t_end)
         for ax in (ax_lat, ax_lane):
             for window in windows:
                 end = (window.end if window.end is not None else t_end) - t0
@@ -140,11 +158,13 @@ def render_timeline(
             for i, mark in enumerate(points):
                 ax.axvline(mark.t - t0, color=MARK_COLORS[i % len(MARK_COLORS)], ls="--", lw=1.5)
         ax_lane.set_xlim(-0.02 * span, span * 1.02)
-        ax_lane.set_xlabel("time since start of run (s)")
+        ax_lane.set_xlabel("time since the start of the run (seconds)")
         counts = Counter(op.outcome for op in items)
-        summary = ", ".join(f"{counts.get(o, 0)} {o}" for o in OUTCOMES)
-        ax_lat.set_title(f"{title}\n{len(items)} ops: {summary}; {len(kinds)} kind(s)", fontsize=11)
-        handles: list[Any] = [Line2D([], [], ls="", marker="o", color=COLORS[o], label=o) for o in OUTCOMES]
+        summary = ", ".join(f"{counts.get(o, 0)} {LABELS[o]}" for o in DRAWN if counts.get(o))
+        ax_lat.set_title(f"{title}\n{len(items)} calls: {summary or 'none'}", fontsize=10, loc="left")
+        handles: list[Any] = [
+            Line2D([], [], ls="", marker="o", color=COLORS[o], label=LABELS[o]) for o in DRAWN
+        ]
         handles += [Patch(color=FAULT_COLOR, alpha=0.35, label=w.label) for w in windows[:1]]
         handles += [
             Line2D(
@@ -156,7 +176,8 @@ def render_timeline(
             )
             for i, m in enumerate(points)
         ]
-        ax_lat.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.9, ncol=2)
+        # Outside the axes, so that it never covers a data point.
+        fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100)
     finally:
@@ -167,11 +188,21 @@ def render_timeline(
     return png
 
 
+def classify(ops: Any, windows: Iterable[FaultWindow], t_end: float = float("inf")) -> list[TimelineOp]:
+    """The ops as drawn: a failure that began inside a fault window is an expected refusal."""
+    spans = [(w.start, w.end if w.end is not None else t_end) for w in windows]
+    drawn = []
+    for op in (as_op(o) for o in ops_of(ops)):
+        inside = op.outcome == "fail" and any(a <= op.invoke_t <= b for a, b in spans)
+        drawn.append(TimelineOp(op.invoke_t, op.complete_t, op.kind, REFUSED) if inside else op)
+    return drawn
+
+
 def _draw_latency(ax: Any, ops: list[TimelineOp], t0: float, t_end: float) -> None:
     """Scatter each op's latency at its invoke time; unfinished ops are drawn at the top as triangles."""
     done = [op for op in ops if op.complete_t is not None]
     top = max([(op.complete_t - op.invoke_t) * 1000 for op in done if op.complete_t is not None], default=1.0)
-    for outcome in OUTCOMES:
+    for outcome in DRAWN:
         xs = [op.invoke_t - t0 for op in done if op.outcome == outcome]
         ys = [(op.complete_t - op.invoke_t) * 1000 for op in done if op.outcome == outcome and op.complete_t]
         if xs:
@@ -179,7 +210,7 @@ def _draw_latency(ax: Any, ops: list[TimelineOp], t0: float, t_end: float) -> No
     open_ops = [op.invoke_t - t0 for op in ops if op.complete_t is None]
     if open_ops:
         ax.scatter(open_ops, [top * 1.1] * len(open_ops), s=18, marker="^", color=COLORS["indeterminate"])
-    ax.set_ylabel("latency (ms)")
+    ax.set_ylabel("latency (milliseconds)")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
 
@@ -198,6 +229,6 @@ def _draw_lanes(ax: Any, ops: list[TimelineOp], t0: float, t_end: float) -> list
             )
     ax.set_yticks(range(len(kinds)), kinds if kinds else [])
     ax.set_ylim(-0.6, max(len(kinds), 1) - 0.4)
-    ax.set_ylabel("op kind")
+    ax.set_ylabel("kind of call")
     ax.grid(True, axis="x", alpha=0.3)
     return kinds

@@ -124,12 +124,14 @@ class Evidence:
         """A lifecycle phase (steady_state, inject, observe, heal, recover)."""
         return self.dr.phase(name, description) if self.dr is not None else contextlib.nullcontext()
 
-    def measure(self, name: str, value: float, target: float | None = None, *, unit: str = "") -> float:
+    def measure(
+        self, name: str, value: float, target: float | None = None, *, unit: str = "", comparison: str = "<="
+    ) -> float:
         """Record a figure (and its target); the scenario asserts it itself."""
         self.figures[name] = {"value": value, "target": target, "unit": unit}
         self.node.user_properties.append((f"{name}_{unit}" if unit else name, round(value, 4)))
         if self.dr is not None:
-            self.dr.measure(name, value, target, unit=unit, check=False)
+            self.dr.measure(name, value, target, unit=unit, comparison=comparison, check=False)
         return value
 
     def attach(self, name: str, data: Any) -> None:

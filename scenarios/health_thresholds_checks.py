@@ -48,6 +48,9 @@ def check_pool(dr: DR, run: Run) -> None:
             checkouts(quiet, t_quiet)
             run.result.below = {"in_use": sorted(set(recorder.pool_since(t_quiet)))}
             run.expect_never_early()
+            dr.measure(
+                "pool_quiet_at", 100 * quiet / plan.pool_max, 100 * plan.pool_ratio, unit="%", check=False
+            )
         with dr.phase("inject", f"one more stuck caller: {loud}/{plan.pool_max} in use"):
             held.append(store.pool.getconn(timeout=timeout))
             t_loud = dr.clock()
@@ -55,6 +58,10 @@ def check_pool(dr: DR, run: Run) -> None:
             checkouts(loud, t_loud)
             active = run.active("pool_utilisation")
             run.result.above = {"in_use": loud, "alert_active": active}
+            # The figure of the view: the utilisation at which the alert was seen to fire (None: it did not).
+            at = 100 * loud / plan.pool_max if active else 0.0
+            dr.measure("pool_alert_at", at, 100 * plan.pool_ratio, unit="%", comparison=">", check=False)
+            dr.measure("pool_max", max_size, plan.pool_max, unit="connections", comparison="==", check=False)
             problem = (
                 f"not raised at {loud}/{plan.pool_max} ({loud / plan.pool_max:.0%}) in use: the bridge's "
                 f"threshold is above the plan's {plan.pool_ratio:.0%}"
@@ -97,12 +104,15 @@ def check_expired_keys(dr: DR, run: Run) -> None:
         run.result.below = {"aged": len(aged), "counted": count}
         expect([claim(run.claim, counted(count, len(aged)))])
         run.expect_never_early()
+        dr.measure("expired_keys_quiet_at", count, plan.expired_keys, unit="keys", check=False)
     with dr.phase("inject", "one more session aged"):
         aged += add_aged_sessions(store, auth_db.admin_dsn, company, 1, seed=2)
     with dr.phase("observe", f"{len(aged)} expired keys raise the alert"):
         count = tick()
         active = run.active("expired_keys")
         run.result.above = {"aged": len(aged), "counted": count, "alert_active": active}
+        at = count if active else 0
+        dr.measure("expired_keys_alert_at", at, plan.expired_keys, unit="keys", comparison=">", check=False)
         problem = (
             f"not raised at {count} expired keys: the bridge's threshold is above the plan's "
             f"{plan.expired_keys}"

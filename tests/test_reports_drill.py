@@ -98,7 +98,10 @@ def test_reads_served_from_cache_when_database_down(dr, dr_env):
 
 @pytest.fixture(scope="module")
 def drill(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Run the drill once on six synthetic scenarios, with -n 2, into a temporary layout."""
+    """Run the drill twice on six synthetic scenarios, with -n 2, into one temporary layout.
+
+    The second drill reads the history the first one saved: its report must show a trend of two runs.
+    """
     root = tmp_path_factory.mktemp("drill")
     env_secret = f"EnvCanary{secrets.token_hex(10)}"
     (root / "test_synthetic_scenarios.py").write_text(
@@ -127,14 +130,58 @@ def drill(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(REPO_ROOT)
     try:
+        first = main(argv, paths=paths)
         code = main(argv, paths=paths)
     finally:
         if old is None:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = old
-    (pack,) = list(paths.evidence.iterdir())
-    return {"code": code, "paths": paths, "pack": pack, "secret": env_secret, "root": root}
+    pack = sorted(paths.evidence.iterdir())[-1]
+    return {"code": code, "first": first, "paths": paths, "pack": pack, "secret": env_secret, "root": root}
+
+
+def test_the_second_drill_shows_a_trend_of_both_runs(drill: dict[str, Any]) -> None:
+    """History carried from the first drill: the second report's trend has a point per run."""
+    assert drill["first"] == drill["code"] == EXIT_TARGET_MISSED
+    trend = json.loads((drill["paths"].html / "widgets" / "history-trend.json").read_text())
+    assert len(trend) == 2, trend
+    assert [point["data"]["total"] for point in trend] == [6, 6]
+
+
+def test_the_dr_targets_view_is_in_the_report_and_the_pack(drill: dict[str, Any]) -> None:
+    """All 16 plan targets, one click from the overview's banner; markdown, JSON and HTML in the pack."""
+    paths: Paths = drill["paths"]
+    view = json.loads((drill["pack"] / "dr-targets.json").read_text())
+    assert [row["number"] for row in view["rows"]] == list(range(1, 17))
+    assert all(row["status"] == "not tested in this run" for row in view["rows"])
+    assert view["profile"] == "ci" and view["scales"]["RTO"].startswith("1/10 ")
+    index = (paths.html / "index.html").read_text()
+    assert 'href="dr-targets.html"' in index and "production windows not exercised" in index
+    assert (paths.html / "dr-targets.html").read_text().count("<tr>") == 17
+    assert "| 16 | Restore tested monthly" in (drill["pack"] / "dr-targets.md").read_text()
+    assert "| SOC2:A1.3 |" in (drill["pack"] / "controls.md").read_text()
+
+
+def test_the_pack_is_signed_and_records_who_ran_it(drill: dict[str, Any]) -> None:
+    """drill.json names the actor, the commit and the times; the signature verifies with its fingerprint."""
+    facts = json.loads((drill["pack"] / "drill.json").read_text())
+    assert facts["actor"] and facts["where"] and facts["commit"]
+    assert facts["started"] <= facts["finished"]
+    fingerprint = facts["signing_key_fingerprint"]
+    assert fingerprint.startswith("SHA256:")
+    summary = json.loads((drill["pack"] / "dr-summary.json").read_text())
+    assert fingerprint in summary["run"]["evidence signing key"]
+    assert fingerprint[:23] in (drill["paths"].html / "index.html").read_text()
+    pack = str(drill["pack"])
+    proc = subprocess.run(
+        [sys.executable, "-m", "reports.evidence", "verify", pack, "--fingerprint", fingerprint],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_drill_exits_1_when_a_dr_target_was_missed(drill: dict[str, Any]) -> None:
@@ -175,9 +222,9 @@ def test_categories_separate_product_environment_and_suite_failures(drill: dict[
     data = json.loads((drill["paths"].html / "data" / "categories.json").read_text())
     by_category = {c["name"]: sorted(leaves(c)) for c in data["children"]}
     assert by_category == {
-        "DR target missed": ["test_outage_detected_within_mttd_when_database_down"],
-        "DR claim violated": ["test_writes_refused_when_database_down"],
-        "Steady state violated": ["test_reads_served_from_cache_when_database_down"],
+        "DR target missed": ["Outage detected within the MTTD"],
+        "DR claim violated": ["Writes refused, never lost"],
+        "Steady state violated": ["Reads served from the cache"],
         "Environment unavailable": ["test_environment_unavailable"],
         "Suite error": ["test_suite_error"],
     }

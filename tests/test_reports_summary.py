@@ -119,6 +119,7 @@ def test_rows_judge_each_figure_against_its_target(results: Path) -> None:
         "figures_missed": 1,
         "target_missed_messages": 1,
         "steady_state_violated": 0,
+        "impossible_durations": 0,
     }
 
 
@@ -234,3 +235,31 @@ def test_cli_exit_code_follows_the_verdict(
     """python -m reports.summary exits 1 when a target was missed."""
     assert main([str(results), str(tmp_path / "o")]) == 1
     assert "DR TARGET MISSED" in capsys.readouterr().out
+
+
+def test_a_negative_duration_is_a_suite_error_never_a_pass(tmp_path: Path) -> None:
+    """A duration below zero (a clock or bookkeeping bug) passes no target: the run is a suite error."""
+    write_result(tmp_path, "test_rto", "passed", {"rto_target_s": "<= 60", "rto_measured_s": "-0.4"})
+    summary = build_summary(tmp_path, run={"profile": "ci"})
+    assert summary["rows"][0]["verdict"] == "ERROR: impossible (negative) duration"
+    assert summary["verdict"] == "SUITE OR ENVIRONMENT ERROR"
+    assert summary["totals"]["impossible_durations"] == 1
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [
+        (
+            "ci",
+            "ci profile: all scaled targets met (windows 1/100 … 1/10); "
+            "production windows not exercised in this run",
+        ),
+        ("quarterly", "quarterly profile: all dr targets met at the production windows"),
+    ],
+)
+def test_the_verdict_is_worded_for_the_profile(tmp_path: Path, profile: str, expected: str) -> None:
+    """A ci run that met everything says it met the scaled targets, never the production windows."""
+    write_result(tmp_path, "test_rto", "passed", {"rto_target_s": "<= 60", "rto_measured_s": "4"})
+    summary = build_summary(tmp_path, run={"profile": profile})
+    assert summary["verdict_text"] == expected
+    assert expected in to_markdown(summary)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from reports.timeline import FaultWindow, TimelineMark, as_op, ops_of, render_timeline
+from reports.timeline import REFUSED, FaultWindow, TimelineMark, as_op, classify, ops_of, render_timeline
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -69,9 +70,22 @@ def test_timeline_png_is_produced_and_shows_the_fault_window(tmp_path: Path) -> 
     assert png.startswith(PNG_MAGIC) and len(png) > 20_000
     assert (tmp_path / "t.png").read_bytes() == png
     height, width = mpimg.imread(io.BytesIO(png)).shape[:2]
-    assert (width, height) == (1100, 600)
+    assert (width, height) == (1300, 600)
     without = render_timeline(history, title="db outage")
     assert shaded_pixels(png) > 20_000 > shaded_pixels(without) + 15_000
+
+
+def test_failures_inside_the_fault_are_drawn_as_expected_refusals_and_the_legend_is_outside() -> None:
+    """The writes refused during the outage are drawn as expected; without the window they are failures."""
+    history = outage_history()
+    window = FaultWindow(103.0, 106.0, "database down")
+    drawn = Counter(op.outcome for op in classify(history, [window]))
+    assert (drawn[REFUSED], drawn["fail"]) == (15, 0)
+    assert Counter(op.outcome for op in classify(history, []))["fail"] == 15
+    png = render_timeline(history, fault_windows=[window])
+    rgb = mpimg.imread(io.BytesIO(png))[:, :, :3]
+    # The legend sits right of the plots: its text darkens columns that no axis reaches.
+    assert (rgb[:, -200:, :] < 0.5).any()
 
 
 def test_ops_are_adapted_from_dicts_objects_and_aliases() -> None:
