@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from bridge.errors import DatabaseUnavailableError, InvalidInputError, StoreError, WriteOutcomeUnknownError
 from bridge.redact import REDACTED, redact_values
+from bridge.tls import connection_cause
 
 APPLICATION_NAME = "wa-session-bridge"
 # libpq refuses connect timeouts below 2 s (a value of 1 means 2), so the bridge cannot promise less.
@@ -214,11 +215,21 @@ def translate(
                 f"it may or may not have committed ({detail})",
                 **where,
             )
+        cause = classify_failure(detail, params)
+        if cause is not None:
+            return DatabaseUnavailableError(
+                f"{what}: database {info} unavailable: {cause} ({detail})", cause=cause, **where
+            )
         return DatabaseUnavailableError(f"{what}: database {info} unavailable ({detail})", **where)
     if isinstance(exc, psycopg.Error):
         sqlstate = getattr(exc, "sqlstate", None)
         return StoreError(f"{what}: database {info} refused it [{sqlstate}]: {detail}", sqlstate=sqlstate)
     return exc
+
+
+def classify_failure(detail: str, params: dict[str, str]) -> str | None:
+    """The cause of a failed connection (certificate, host name, CA, password), None for an outage."""
+    return connection_cause(detail, params, timeout_s=float(params.get("connect_timeout") or 2))
 
 
 def open_connection(

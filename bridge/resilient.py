@@ -69,7 +69,7 @@ class BridgeState(StrEnum):
 class HealthObserver(QueryObserver, Protocol):
     """A health monitor that is also told about outages (bridge.health.HealthMonitor is one)."""
 
-    def observe_outage(self, down: bool, since: float | None = None) -> None:
+    def observe_outage(self, down: bool, since: float | None = None, cause: str | None = None) -> None:
         """Record whether the database answers."""
 
 
@@ -284,9 +284,9 @@ class ResilientStore:
                 return
             self._failures += 1
             if self._state is BridgeState.HEALTHY and self._failures >= self.failures_to_degrade:
-                self._enter_degraded(str(exc))
+                self._enter_degraded(str(exc), cause=exc.cause)
 
-    def _enter_degraded(self, reason: str) -> None:
+    def _enter_degraded(self, reason: str, *, cause: str | None = None) -> None:
         """healthy -> degraded: from now on reads come from the cache and writes are refused."""
         with self._lock:
             if self._state is not BridgeState.HEALTHY:
@@ -294,10 +294,10 @@ class ResilientStore:
             self._reason = reason
             self._state = BridgeState.DEGRADED
             self._since = self.clock.monotonic()  # read after the switch: any call begun later is refused
-            event = self.events.emit(DEGRADED, self._since, reason=reason, ttl_s=self.cache.ttl_s)
+            event = self.events.emit(DEGRADED, self._since, reason=reason, cause=cause, ttl_s=self.cache.ttl_s)
             self._since_wall = event.at_wall
             if self.monitor is not None:
-                self.monitor.observe_outage(True)
+                self.monitor.observe_outage(True, cause=cause)
 
     def _check_survival_window(self) -> None:
         """degraded -> unavailable once any active company's cached creds are older than the TTL."""
