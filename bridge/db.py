@@ -27,6 +27,7 @@ from bridge.tls import connection_cause
 APPLICATION_NAME = "wa-session-bridge"
 # libpq refuses connect timeouts below 2 s (a value of 1 means 2), so the bridge cannot promise less.
 MIN_CONNECT_TIMEOUT_S = 2
+DEFAULT_SSLMODE = "verify-full"
 
 
 @dataclass(frozen=True)
@@ -86,14 +87,19 @@ def scrub(message: str, params: dict[str, str]) -> str:
 
 
 def connect_kwargs(
-    *, connect_timeout_s: float, statement_timeout_s: float, options: str = ""
+    *, connect_timeout_s: float, statement_timeout_s: float, options: str = "", sslmode: str | None = None
 ) -> dict[str, object]:
-    """Connection parameters shared by pool and probe: autocommit, timeouts, application name."""
+    """Connection parameters shared by pool and probe: autocommit, timeouts, TLS mode, application name.
+
+    The TLS mode is the DSN's, verify-full when it names none: production requires a verified server,
+    and libpq's own default (prefer) would quietly fall back to plain TCP when the server offers no TLS.
+    """
     server_options = f"{options} -c statement_timeout={max(1, round(statement_timeout_s * 1000))}".strip()
     return {
         "autocommit": True,
         "connect_timeout": max(MIN_CONNECT_TIMEOUT_S, math.ceil(connect_timeout_s)),
         "options": server_options,
+        "sslmode": sslmode or DEFAULT_SSLMODE,
         "application_name": APPLICATION_NAME,
     }
 
@@ -146,6 +152,7 @@ def make_pool(
         connect_timeout_s=connect_timeout_s,
         statement_timeout_s=statement_timeout_s,
         options=params.get("options", ""),
+        sslmode=params.get("sslmode"),
     )
     pool = BridgePool(
         make_conninfo(dsn),
@@ -241,6 +248,7 @@ def open_connection(
         connect_timeout_s=connect_timeout_s,
         statement_timeout_s=statement_timeout_s,
         options=params.get("options", ""),
+        sslmode=params.get("sslmode"),
     )
     try:
         return psycopg.connect(make_conninfo(dsn), **kwargs)  # type: ignore[arg-type]
@@ -336,6 +344,7 @@ class Probe:
             connect_timeout_s=connect_timeout_s,
             statement_timeout_s=timeout_s,
             options=self.params.get("options", ""),
+            sslmode=self.params.get("sslmode"),
         )
         self.timeout_s = timeout_s
         self._conn: psycopg.Connection | None = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-
 # Causes of a failed connection that are not an outage of the server, each with its own fix. The bridge's
 # one-line error, its read-only reason and its outage alert name them; none ever carries the password.
 CAUSE_CERT_EXPIRED = "certificate expired"

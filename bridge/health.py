@@ -369,8 +369,13 @@ class HealthMonitor:
             if not down:
                 self._down_since = self._down_cause = None
             elif self._down_since is None:
-                self._down_cause = cause
                 self._down_since = now if since is None else min(float(since), now)
+                self._down_cause = cause
+            elif cause is not None and cause != self._down_cause:
+                # The cause became known after the alert went out: raise it again, naming the cause,
+                # since the person on call must act on it (renew a certificate, not restart a server).
+                self._down_cause = cause
+                self._active.pop("database_down", None)
             self._evaluate_locked(now)
         self._deliver_pending()
 

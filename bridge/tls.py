@@ -73,6 +73,7 @@ def _verify_cause(exc: ssl.SSLCertVerificationError) -> str:
         return CAUSE_UNKNOWN_CA
     if code in _NOT_YET_VALID:
         return f"{CAUSE_CERT_INVALID}: certificate not yet valid"
-    if "hostname" in (exc.verify_message or "").lower() or "IP address mismatch" in (exc.verify_message or ""):
+    message = exc.verify_message or ""
+    if "hostname" in message.lower() or "IP address mismatch" in message:
         return CAUSE_HOST_MISMATCH
-    return f"{CAUSE_CERT_INVALID}: {exc.verify_message}"
+    return f"{CAUSE_CERT_INVALID}: {message}"

@@ -45,7 +45,7 @@ class RunTls:
 
     @classmethod
     def create(cls, directory: Path, name: str = "wa-dr-suite run CA") -> RunTls:
-        """Generate the CA and a server certificate for the addresses clients use; write the CA file (0600)."""
+        """Generate the CA and a server certificate for the addresses clients use; write the CA file."""
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
         ca = CertificateAuthority.create(name)
