@@ -31,9 +31,9 @@ _LIBPQ_CAUSES = (
     ("no pg_hba.conf entry", CAUSE_NO_ACCESS_RULE),
 )
 # OpenSSL verify codes (X509_V_ERR_*) that mean the client does not trust the issuer.
-_UNTRUSTED_ISSUER = {2, 18, 19, 20, 21}
-_EXPIRED = {10}  # X509_V_ERR_CERT_HAS_EXPIRED
-_NOT_YET_VALID = {9}
+_UNTRUSTED_ISSUER = frozenset({2, 18, 19, 20, 21})
+_EXPIRED = frozenset({10})  # X509_V_ERR_CERT_HAS_EXPIRED
+_NOT_YET_VALID = frozenset({9})
 
 
 def connection_cause(message: str, params: dict[str, str], *, timeout_s: float = 2.0) -> str | None:
