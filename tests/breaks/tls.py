@@ -43,7 +43,7 @@ BREAKS = [
     Break(
         "tls-cause-not-named",
         "a certificate or password failure reported as a bare outage: on call restarts a healthy server",
-        FAULT_SCENARIO,
+        f"{FAULT_SCENARIO}[password_changed]",
         CAUSE_NAMED,
         _no_cause,
     ),
