@@ -8,9 +8,15 @@ SSLRequest, and reads OpenSSL's verify result, which says which check failed. No
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import ssl
 import struct
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from bridge.errors import (
     CAUSE_AUTH_FAILED,
@@ -63,6 +69,50 @@ def diagnose_certificate(params: dict[str, str], *, timeout_s: float = 2.0) -> s
         return _verify_cause(exc)
     except (OSError, ValueError):
         return CAUSE_CERT_INVALID
+
+
+def certificate_problem(cert_pem: bytes, ca_file: str, host: str) -> str | None:
+    """Why a server certificate would fail verify-full against ca_file for host, None when it passes.
+
+    A restore checks the certificate the restored server will present before starting it, so a wrong
+    CA is reported before any client is refused. The checks are libpq's verify-full: signed by a
+    trusted CA, within its validity, and naming host among its subject alternative names.
+    """
+    try:
+        roots = x509.load_pem_x509_certificates(Path(ca_file).read_bytes())
+    except (OSError, ValueError) as exc:
+        return f"CA file {ca_file} unreadable: {exc}"
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    now = datetime.now(UTC)
+    if not any(_issued_by(cert, root) for root in roots):
+        return CAUSE_UNKNOWN_CA
+    if cert.not_valid_after_utc < now:
+        return CAUSE_CERT_EXPIRED
+    subject = _general_name(host)
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return CAUSE_HOST_MISMATCH
+    if subject not in names:
+        return CAUSE_HOST_MISMATCH
+    if cert.not_valid_before_utc > now:
+        return f"{CAUSE_CERT_INVALID}: certificate not yet valid"
+    return None
+
+
+def _general_name(host: str) -> x509.DNSName | x509.IPAddress:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def _issued_by(cert: x509.Certificate, root: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(root)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def _verify_cause(exc: ssl.SSLCertVerificationError) -> str:
