@@ -67,7 +67,7 @@ def test_bridge_defaults_to_verify_full_when_the_dsn_names_no_sslmode(
     del params["sslmode"], params["sslrootcert"]
     # No CA given and none in ~/.postgresql: verify-full cannot verify, so the bridge does not connect.
     with pytest.raises(DatabaseUnavailableError, match="root certificate file"):
-        open_connection(make_conninfo(**params, sslrootcert=str(tmp_path / "absent.crt")))
+        open_connection(make_conninfo("", **params, sslrootcert=str(tmp_path / "absent.crt")))
 
 
 @pytest.mark.parametrize(
