@@ -52,6 +52,36 @@ def connection_cause(message: str, params: dict[str, str], *, timeout_s: float =
     return None
 
 
+def fetch_certificate(host: str, port: int, *, timeout_s: float = 2.0) -> bytes | None:
+    """The certificate (DER) the server presents to a new connection, None when it refuses TLS.
+
+    Nothing is verified and nothing is sent beyond the SSLRequest: this is for looking, not connecting.
+    """
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((host, port), timeout=timeout_s) as raw:
+        raw.sendall(SSL_REQUEST)
+        if raw.recv(1) != b"S":
+            return None
+        with context.wrap_socket(raw, server_hostname=host) as tls:
+            return tls.getpeercert(binary_form=True)
+
+
+def describe_certificate(der: bytes) -> str:
+    """One line: subject, names, issuer and validity of a certificate (public data only)."""
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = ", ".join(str(n.value) for n in san)
+    except x509.ExtensionNotFound:
+        names = "none"
+    return (
+        f"subject {cert.subject.rfc4514_string()}; names {names}; issuer {cert.issuer.rfc4514_string()}; "
+        f"valid {cert.not_valid_before_utc:%Y-%m-%dT%H:%MZ} to {cert.not_valid_after_utc:%Y-%m-%dT%H:%MZ}"
+    )
+
+
 def diagnose_certificate(params: dict[str, str], *, timeout_s: float = 2.0) -> str:
     """Repeat the TLS handshake to the DSN's host and port and name the check the certificate fails."""
     host = params.get("host") or "localhost"

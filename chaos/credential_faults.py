@@ -13,8 +13,6 @@ the cause the bridge must name for it.
 from __future__ import annotations
 
 import secrets
-import socket
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from psycopg import sql
 
 from bridge.errors import CAUSE_AUTH_FAILED, CAUSE_CERT_EXPIRED, CAUSE_HOST_MISMATCH, CAUSE_UNKNOWN_CA
-from bridge.tls import SSL_REQUEST
+from bridge.tls import fetch_certificate
 from chaos.errors import FaultInjectionError
 from chaos.outages import OutageShape, OutageTarget
 from chaos.pki import CertificateAuthority, ServerCertificate, write_private
@@ -69,24 +67,11 @@ def end_sessions(conn: psycopg.Connection, role: str = APP_ROLE) -> int:
     return len(rows)
 
 
-def presented_certificate(host: str, port: int, timeout_s: float = 2.0) -> bytes | None:
-    """The certificate (DER) a new connection is offered now, or None when the server refuses TLS."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # we only look at what is presented, trusting nothing
-    with socket.create_connection((host, port), timeout=timeout_s) as raw:
-        raw.sendall(SSL_REQUEST)
-        if raw.recv(1) != b"S":
-            return None
-        with context.wrap_socket(raw, server_hostname=host) as tls:
-            return tls.getpeercert(binary_form=True)
-
-
 def _reload_until(server: TlsServer, expected: bytes | None) -> None:
     """pg_ctl reload returns once the signal is sent: wait until new connections see the change."""
     server.reload()
     wait_until(
-        lambda: presented_certificate(server.host, server.port) == expected,
+        lambda: fetch_certificate(server.host, server.port) == expected,
         timeout=30,
         what=f"{server.name} to present its new TLS configuration after pg_ctl reload",
     )

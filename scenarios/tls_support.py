@@ -36,6 +36,8 @@ from reports.context import DR
 from scenarios.cache_outage_support import SHORT, OutageCase, OutageRun, run_cache_outage
 from scenarios.cache_support import bridge_config, probe_bound
 
+# The runbook blocks of its certificate and credential section, run by scenarios/test_tls_runbook.py.
+TLS_STORY = ("health", "tls-check")
 CAUSE_NAMED = "the read-only reason, the refused writes and the alert name the cause"
 NO_PASSWORD = "no error, reason or alert carries the password"
 NO_FALLBACK = "no fallback to plain TCP when the server offers no TLS"
