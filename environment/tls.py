@@ -63,8 +63,13 @@ class RunTls:
         self.server.install(data_dir, owner=owner)
 
     def private_key_secrets(self) -> list[str]:
-        """The PEM bodies of the run's private keys, for the redactor and the secret scan."""
-        return [pem_body(self.server.key_pem), pem_body(self.ca.key_pem)]
+        """The run's private keys as the redactor and the secret scan look for them: each body in one
+        piece and each of its lines, so a key is found however it was re-wrapped or cut."""
+        found: list[str] = []
+        for pem in (self.server.key_pem, self.ca.key_pem):
+            found.append(pem_body(pem))
+            found += [line for line in pem.decode().splitlines() if not line.startswith("-----")]
+        return found
 
     def client_params(self) -> dict[str, str]:
         """libpq parameters every client of the run uses."""

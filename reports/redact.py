@@ -64,6 +64,8 @@ SECRET_FIELDS = frozenset(
         "privateKeyPem",
         "dek",
         "kek",
+        "sslpassword",
+        "sslkey",
     )
 )
 _SECRET_NAME_PARTS = ("password", "secret", "privatekey", "privkey", "encryptionkey", "apikey", "accesstoken")
@@ -75,12 +77,17 @@ _QUOTED_KV = re.compile(
     r"\s*[=:]\s*)'(?:\\.|[^'\\])*'"
 )
 _PLAIN_KV = re.compile(
-    r"(?i)(\b(?:password|passwd|pwd|pgpassword|aws_secret_access_key|secret[_-]?(?:access[_-]?)?key"
+    r"(?i)(\b(?:password|passwd|pwd|pgpassword|sslpassword|aws_secret_access_key|secret[_-]?(?:access[_-]?)?key"
     r"|encryption[_-]?key|backup[_-]?key|sessiontoken|x-amz-security-token|x-amz-signature)"
     r"\\?[\"']?\s*[=:]\s*\\?[\"']?)(?!\[REDACTED\])[^\s\"'\\&;,})\]]+"
 )
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s/:@\"'<>]*:)(?!\[REDACTED\]@)[^\s/@\"'<>]+@")
 _PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----.*?-----END \1-----", re.S)
+# A private key cut short (a log line, a truncated attachment): the header and key material, no footer.
+# Line breaks may be real or JSON-escaped.
+_PEM_HEAD = re.compile(
+    r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)((?:\\n|\s)*[A-Za-z0-9+/=]{16,}(?:(?:\\n|\s)+[A-Za-z0-9+/=]{16,})*)"
+)
 _BEARER = re.compile(r"(?i)\b(authorization\s*:\s*(?:bearer|basic|aws4-hmac-sha256)\s+)[^\r\n\"']+")
 _B64_TOKEN = re.compile(r"(?<![A-Za-z0-9+/=_\-.])[A-Za-z0-9+/]{32,}={0,2}(?![A-Za-z0-9+/=_\-.])")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
@@ -154,6 +161,7 @@ def redact_text(text: str, *, blobs: bool = True) -> str:
     """Redact registered secrets, DSN/URL passwords, key=value secrets, PEM keys and base64 blobs."""
     text = redact_values(text, registered_secrets())
     text = _PEM.sub(lambda m: f"-----BEGIN {m.group(1)}-----{REDACTED}-----END {m.group(1)}-----", text)
+    text = _PEM_HEAD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
     text = _QUOTED_KV.sub(lambda m: f"{m.group(1)}'{REDACTED}'", text)
     text = _PLAIN_KV.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
@@ -266,6 +274,7 @@ def _pattern_findings(path: Path, text: str) -> list[SecretFinding]:
     findings = []
     for label, pattern in (
         ("PEM private key", _PEM),
+        ("PEM private key, cut short", _PEM_HEAD),
         ("URL password", _URL_USERINFO),
         ("password=value", _PLAIN_KV),
     ):
@@ -274,6 +283,8 @@ def _pattern_findings(path: Path, text: str) -> list[SecretFinding]:
                 continue
             if pattern is _PEM and REDACTED in match.group(0):
                 continue
+            if pattern is _PEM_HEAD and _PEM.match(text, match.start()):
+                continue  # the whole block is reported once, as a PEM private key
             findings.append(SecretFinding(str(path), label, match.start()))
     return findings
 
