@@ -85,8 +85,9 @@ _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s/:@\"'<>]*:)(?!\[RE
 _PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----.*?-----END \1-----", re.S)
 # A private key cut short (a log line, a truncated attachment): the header and key material, no footer.
 # Line breaks may be real or JSON-escaped.
+_PEM_BREAK, _PEM_LINE = r"(?:\\n|\s)", r"[A-Za-z0-9+/=]{16,}"  # a real or escaped line break; key material
 _PEM_HEAD = re.compile(
-    r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)((?:\\n|\s)*[A-Za-z0-9+/=]{16,}(?:(?:\\n|\s)+[A-Za-z0-9+/=]{16,})*)"
+    rf"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)({_PEM_BREAK}*{_PEM_LINE}(?:{_PEM_BREAK}+{_PEM_LINE})*)"
 )
 _BEARER = re.compile(r"(?i)\b(authorization\s*:\s*(?:bearer|basic|aws4-hmac-sha256)\s+)[^\r\n\"']+")
 _B64_TOKEN = re.compile(r"(?<![A-Za-z0-9+/=_\-.])[A-Za-z0-9+/]{32,}={0,2}(?![A-Za-z0-9+/=_\-.])")
