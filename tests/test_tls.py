@@ -19,8 +19,12 @@ from bridge.errors import (
     DatabaseUnavailableError,
 )
 from bridge.tls import certificate_problem
+from chaos.errors import EnvironmentUnavailable
 from chaos.pki import CertificateAuthority, write_private
+from chaos.profiles import get_profile
 from environment.env import AuthDatabase, Environment
+from environment.external import VARIABLES, external_environment
+from environment.tls import CA_FILE_VARIABLE
 
 
 def test_plain_tcp_connection_to_the_suites_postgres_is_refused(
@@ -103,3 +107,16 @@ def test_a_certificate_must_be_valid_for_some_time_and_some_host() -> None:
         ca.issue_server(())
     with pytest.raises(ValueError, match=r"ends .* before it starts"):
         ca.issue_server(not_valid_before=now, not_valid_after=now - timedelta(seconds=1))
+
+
+def test_external_backend_refuses_staging_without_a_ca(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in VARIABLES:
+        monkeypatch.setenv(name, "http://127.0.0.1:1" if "URL" in name else "host=127.0.0.1 port=1 dbname=x")
+    monkeypatch.delenv(CA_FILE_VARIABLE, raising=False)
+    with pytest.raises(EnvironmentUnavailable, match=f"expected to use TLS .*set {CA_FILE_VARIABLE}"):
+        external_environment(get_profile("ci"))
+    monkeypatch.setenv(CA_FILE_VARIABLE, str(tmp_path / "absent.crt"))
+    with pytest.raises(EnvironmentUnavailable, match=rf"{CA_FILE_VARIABLE}=.*absent\.crt: no such CA"):
+        external_environment(get_profile("ci"))
