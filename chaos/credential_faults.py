@@ -1,7 +1,7 @@
 """Certificate and credential faults: the server still runs, but clients cannot (or must not) connect.
 
 Each fault changes what the server presents (its certificate, the role's password, TLS itself), reloads
-it with pg_ctl reload (SIGHUP), and pushes its undo on the FaultSession, which restores the original
+it (SIGHUP, as pg_ctl reload does), and pushes its undo on the FaultSession, which restores the original
 files or password and reloads again. Sessions already open are unaffected by a reload; each fault then
 ends the target role's sessions, as the restart or failover that usually brings such a change into
 force does, so the bridge meets the fault on its next connection.
@@ -73,7 +73,8 @@ def _reload_until(server: TlsServer, expected: bytes | None) -> None:
     wait_until(
         lambda: fetch_certificate(server.host, server.port) == expected,
         timeout=30,
-        what=f"{server.name} to present its new TLS configuration after pg_ctl reload",
+        interval=0.01,  # the heal is over when this returns: it is timed as part of the outage
+        what=f"{server.name} to present its new TLS configuration after its reload (SIGHUP)",
     )
 
 
