@@ -25,8 +25,28 @@ DEFAULT_HOSTS = ("127.0.0.1", "localhost")
 VALIDITY = timedelta(days=2)
 
 
+class _Pem:
+    """A certificate and its private key, as PEM (the CA's certificate is what clients get as sslrootcert;
+    a CA key is never written to disk, a server key only into its server's data directory)."""
+
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def cert_pem(self) -> bytes:
+        """The certificate, PEM."""
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        """The private key, unencrypted PEM (PostgreSQL cannot prompt for a passphrase)."""
+        return self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+
 @dataclass(frozen=True)
-class CertificateAuthority:
+class CertificateAuthority(_Pem):
     """A CA's certificate and private key, kept in memory; only its certificate is ever given to clients."""
 
     name: str
@@ -66,18 +86,6 @@ class CertificateAuthority:
         )
         return cls(name, cert, key)
 
-    @property
-    def cert_pem(self) -> bytes:
-        """The CA certificate, what clients pass as sslrootcert."""
-        return self.cert.public_bytes(serialization.Encoding.PEM)
-
-    @property
-    def key_pem(self) -> bytes:
-        """The CA's private key, unencrypted PEM (never written to disk: only the secret scan needs it)."""
-        return self.key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-
     def issue_server(
         self,
         hosts: tuple[str, ...] = DEFAULT_HOSTS,
@@ -111,23 +119,11 @@ class CertificateAuthority:
 
 
 @dataclass(frozen=True)
-class ServerCertificate:
+class ServerCertificate(_Pem):
     """A server certificate and its private key."""
 
     cert: x509.Certificate
     key: ec.EllipticCurvePrivateKey
-
-    @property
-    def cert_pem(self) -> bytes:
-        """The certificate, PEM."""
-        return self.cert.public_bytes(serialization.Encoding.PEM)
-
-    @property
-    def key_pem(self) -> bytes:
-        """The private key, unencrypted PEM (PostgreSQL cannot prompt for a passphrase)."""
-        return self.key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
 
     def install(self, directory: Path, *, owner: str | None = None) -> tuple[Path, Path]:
         """Write server.crt and server.key into directory, mode 0600, owned by owner when given."""

@@ -3,9 +3,6 @@ a wrong CA stops each with a clear error naming the cause before anything is wri
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +14,6 @@ from bridge.backup.basebackup import create_base_backup
 from bridge.backup.config import BackupConfig
 from bridge.backup.create import create_backup
 from bridge.backup.errors import BackupError, RecoveryError
-from bridge.backup.pgtools import server_os_user
 from bridge.backup.pitr import restore_to_time
 from bridge.backup.s3 import RegionStore
 from bridge.backup.validate import validate_backup
@@ -71,21 +67,9 @@ def test_backup_create_and_validate_over_verify_full_and_refused_with_a_wrong_ca
     assert _databases(scratch) == databases, "a refused validation created a scratch database"
 
 
-@pytest.fixture
-def restore_dir() -> Iterator[Path]:
-    """A directory the postgres OS user can enter, for a restored data directory."""
-    root = Path(tempfile.mkdtemp(prefix="bridge-tls-restore-"))
-    try:
-        if (user := server_os_user()) is not None:
-            shutil.chown(root, user, user)
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.mark.destructive
 def test_base_backup_wal_and_pitr_over_verify_full_and_refused_with_a_wrong_ca(
-    pg_cluster: DedicatedCluster, s3_buckets: S3Buckets, profile: Profile, wrong_ca: str, restore_dir: Path
+    pg_cluster: DedicatedCluster, s3_buckets: S3Buckets, profile: Profile, wrong_ca: str, restore_root: Path
 ) -> None:
     superuser = pg_cluster.superuser_dsn()
     config = make_config(s3_buckets, pg_cluster.auth_db.admin_dsn)
@@ -112,17 +96,17 @@ def test_base_backup_wal_and_pitr_over_verify_full_and_refused_with_a_wrong_ca(
         restore_to_time(
             config,
             target_time=target,
-            data_dir=restore_dir / "wrong",
+            data_dir=restore_root / "wrong",
             password=password,
             sslrootcert=wrong_ca,
         )
     assert info.value.reason == "tls"
-    assert not (restore_dir / "wrong").exists(), "a refused restore left its data directory"
+    assert not (restore_root / "wrong").exists(), "a refused restore left its data directory"
 
     result = restore_to_time(
         config,
         target_time=target,
-        data_dir=restore_dir / "data",
+        data_dir=restore_root / "data",
         password=password,
         timeout_s=profile.restore_budget_s,
     )
