@@ -82,6 +82,7 @@ def test_bridge_defaults_to_verify_full_when_the_dsn_names_no_sslmode(
         ("other-ca", CAUSE_UNKNOWN_CA),
         ("ok", None),
     ],
+    ids=["expired", "other-host", "other-ca", "ok"],
 )
 def test_certificate_problem_names_what_verify_full_would_refuse(
     case: str, cause: str | None, tmp_path: Path
