@@ -2,6 +2,7 @@
 
     python -m bridge [--dsn DSN] migrate [--app-role ROLE]
     python -m bridge [--dsn DSN] health [--json] [--samples N] [--pool-max N]
+    python -m bridge [--dsn DSN] tls-check
     python -m bridge [--dsn DSN] cleanup-keys [--dry-run] [--batch-size N] [--json]
     python -m bridge rollback ...   python -m bridge backup ...   (when those parts are installed)
 
@@ -17,6 +18,7 @@ import importlib
 import importlib.util
 import json
 import os
+import ssl
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,9 +30,16 @@ import psycopg
 
 from bridge.cleanup import CleanupPolicy, cleanup_expired_keys, count_expired_keys
 from bridge.db import APPLICATION_NAME, DsnInfo, open_connection, parse_dsn, translate
-from bridge.errors import BridgeError, DatabaseUnavailableError, InvalidInputError, StoreError
+from bridge.errors import (
+    CAUSE_TLS_REFUSED,
+    BridgeError,
+    DatabaseUnavailableError,
+    InvalidInputError,
+    StoreError,
+)
 from bridge.health import HealthMonitor, HealthSnapshot
 from bridge.schema import migrate
+from bridge.tls import certificate_problem, describe_certificate, fetch_certificate
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 Command = Callable[[argparse.Namespace], int]
@@ -190,6 +199,28 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_tls_check(args: argparse.Namespace) -> int:
+    """Show the server's certificate and whether verify-full with the DSN's CA accepts it; no login."""
+    params, info = parse_dsn(dsn_of(args))
+    ca = params.get("sslrootcert") or os.environ.get("PGSSLROOTCERT")
+    if not ca:
+        raise InvalidInputError(f"tls-check of {info}: the DSN names no sslrootcert (the CA to verify with)")
+    try:
+        der = fetch_certificate(info.host, info.port, timeout_s=max(2.0, args.connect_timeout))
+    except OSError as exc:
+        raise DatabaseUnavailableError(
+            f"tls-check: {info} unreachable ({exc})", host=info.host, port=info.port
+        ) from None
+    if der is None:
+        print(f"{info}: {CAUSE_TLS_REFUSED}: the server offers no TLS")
+        return EXIT_FAILED
+    print(f"{info}: {describe_certificate(der)}")
+    pem = ssl.DER_cert_to_PEM_cert(der).encode()
+    problem = certificate_problem(pem, ca, info.host)
+    print(f"{info}: verify-full with {ca}: {problem or 'ok'}")
+    return EXIT_FAILED if problem else EXIT_OK
+
+
 # -- parser -----------------------------------------------------------------------------------------
 
 
@@ -226,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--pool-max", type=int, default=21, metavar="N", help="the bridges' pool maximum (default 21)"
     )
     p.set_defaults(func=guarded(cmd_health, "health"))
+
+    p = sub.add_parser(
+        "tls-check",
+        parents=[common],
+        help="what certificate the server presents; exit 1 if verify-full refuses it",
+    )
+    p.set_defaults(func=guarded(cmd_tls_check, "tls-check"))
 
     p = sub.add_parser("cleanup-keys", parents=[common], help="delete expired keys (see bridge/cleanup.py)")
     p.add_argument("--dry-run", action="store_true", help="report what would be deleted, delete nothing")

@@ -22,10 +22,12 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from bridge.errors import DatabaseUnavailableError, InvalidInputError, StoreError, WriteOutcomeUnknownError
 from bridge.redact import REDACTED, redact_values
+from bridge.tls import connection_cause
 
 APPLICATION_NAME = "wa-session-bridge"
 # libpq refuses connect timeouts below 2 s (a value of 1 means 2), so the bridge cannot promise less.
 MIN_CONNECT_TIMEOUT_S = 2
+DEFAULT_SSLMODE = "verify-full"
 
 
 @dataclass(frozen=True)
@@ -85,14 +87,19 @@ def scrub(message: str, params: dict[str, str]) -> str:
 
 
 def connect_kwargs(
-    *, connect_timeout_s: float, statement_timeout_s: float, options: str = ""
+    *, connect_timeout_s: float, statement_timeout_s: float, options: str = "", sslmode: str | None = None
 ) -> dict[str, object]:
-    """Connection parameters shared by pool and probe: autocommit, timeouts, application name."""
+    """Connection parameters shared by pool and probe: autocommit, timeouts, TLS mode, application name.
+
+    The TLS mode is the DSN's, verify-full when it names none: production requires a verified server,
+    and libpq's own default (prefer) would quietly fall back to plain TCP when the server offers no TLS.
+    """
     server_options = f"{options} -c statement_timeout={max(1, round(statement_timeout_s * 1000))}".strip()
     return {
         "autocommit": True,
         "connect_timeout": max(MIN_CONNECT_TIMEOUT_S, math.ceil(connect_timeout_s)),
         "options": server_options,
+        "sslmode": sslmode or DEFAULT_SSLMODE,
         "application_name": APPLICATION_NAME,
     }
 
@@ -145,6 +152,7 @@ def make_pool(
         connect_timeout_s=connect_timeout_s,
         statement_timeout_s=statement_timeout_s,
         options=params.get("options", ""),
+        sslmode=params.get("sslmode"),
     )
     pool = BridgePool(
         make_conninfo(dsn),
@@ -214,11 +222,21 @@ def translate(
                 f"it may or may not have committed ({detail})",
                 **where,
             )
+        cause = classify_failure(detail, params)
+        if cause is not None:
+            return DatabaseUnavailableError(
+                f"{what}: database {info} unavailable: {cause} ({detail})", cause=cause, **where
+            )
         return DatabaseUnavailableError(f"{what}: database {info} unavailable ({detail})", **where)
     if isinstance(exc, psycopg.Error):
         sqlstate = getattr(exc, "sqlstate", None)
         return StoreError(f"{what}: database {info} refused it [{sqlstate}]: {detail}", sqlstate=sqlstate)
     return exc
+
+
+def classify_failure(detail: str, params: dict[str, str]) -> str | None:
+    """The cause of a failed connection (certificate, host name, CA, password), None for an outage."""
+    return connection_cause(detail, params, timeout_s=float(params.get("connect_timeout") or 2))
 
 
 def open_connection(
@@ -230,6 +248,7 @@ def open_connection(
         connect_timeout_s=connect_timeout_s,
         statement_timeout_s=statement_timeout_s,
         options=params.get("options", ""),
+        sslmode=params.get("sslmode"),
     )
     try:
         return psycopg.connect(make_conninfo(dsn), **kwargs)  # type: ignore[arg-type]
@@ -325,6 +344,7 @@ class Probe:
             connect_timeout_s=connect_timeout_s,
             statement_timeout_s=timeout_s,
             options=self.params.get("options", ""),
+            sslmode=self.params.get("sslmode"),
         )
         self.timeout_s = timeout_s
         self._conn: psycopg.Connection | None = None

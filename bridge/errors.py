@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
+# Causes of a failed connection that are not an outage of the server, each with its own fix. The bridge's
+# one-line error, its read-only reason and its outage alert name them; none ever carries the password.
+CAUSE_CERT_EXPIRED = "certificate expired"
+CAUSE_HOST_MISMATCH = "host name mismatch"
+CAUSE_UNKNOWN_CA = "unknown CA"
+CAUSE_CERT_INVALID = "certificate verify failed"
+CAUSE_AUTH_FAILED = "authentication failed"
+CAUSE_TLS_REFUSED = "server refused TLS (no fallback to plain TCP)"
+CAUSE_NO_ACCESS_RULE = "no pg_hba.conf entry (access rule)"
+
 
 class BridgeError(Exception):
     """Root of every error the bridge raises on purpose."""
@@ -23,15 +33,25 @@ class CodecError(InvalidInputError):
 
 
 class DatabaseUnavailableError(BridgeError):
-    """The database did not answer; the message names host and port, never the password."""
+    """The database did not answer; the message names host and port, never the password.
+
+    cause is set when the connection failed for a reason other than an outage (one of the CAUSE_* values).
+    """
 
     def __init__(
-        self, message: str, *, host: str | None = None, port: int | None = None, dbname: str | None = None
+        self,
+        message: str,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        dbname: str | None = None,
+        cause: str | None = None,
     ) -> None:
         super().__init__(message)
         self.host = host
         self.port = port
         self.dbname = dbname
+        self.cause = cause
 
 
 class WriteOutcomeUnknownError(DatabaseUnavailableError):

@@ -16,6 +16,7 @@ log = logging.getLogger("bridge.events")
 # RECOVERED.at - heal time.
 STARTED = "started"  # the bridge began serving
 DEGRADED = "degraded"  # the database stopped answering: read-only mode, reads from the cache
+DIAGNOSED = "diagnosed"  # while read-only: the cause (certificate, host name, CA, password) became known
 UNAVAILABLE = "unavailable"  # the survival window is exhausted: a cached creds entry outlived its TTL
 RECOVERED = "recovered"  # the database answers again: reads go to it and writes are accepted
 CACHE_REFRESHED = "cache_refreshed"  # after a recovery: every cached entry re-read from the database

@@ -295,6 +295,7 @@ class HealthMonitor:
         self._pool: tuple[int, int] | None = None
         self._expired: int | None = None
         self._down_since: float | None = None
+        self._down_cause: str | None = None
         self._active: dict[str, Alert] = {}
         self._outbox: deque[AlertEvent] = deque()
         self._sink_failures = 0
@@ -356,8 +357,12 @@ class HealthMonitor:
             self._evaluate_locked(self._clock())
         self._deliver_pending()
 
-    def observe_outage(self, down: bool, since: float | None = None) -> None:
-        """Record whether the database answers; ``since`` is the clock time the outage began (default now)."""
+    def observe_outage(self, down: bool, since: float | None = None, cause: str | None = None) -> None:
+        """Record whether the database answers; ``since`` is the clock time the outage began (default now).
+
+        ``cause`` names why connections fail when it is not an outage (certificate, host name, CA,
+        password): the alert names it, because each needs a different fix.
+        """
         if not isinstance(down, bool):
             raise InvalidInputError(f"down must be a bool, got {down!r}", field="down")
         if since is not None and (
@@ -367,9 +372,15 @@ class HealthMonitor:
         with self._lock:
             now = self._clock()
             if not down:
-                self._down_since = None
+                self._down_since = self._down_cause = None
             elif self._down_since is None:
                 self._down_since = now if since is None else min(float(since), now)
+                self._down_cause = cause
+            elif cause is not None and cause != self._down_cause:
+                # The cause became known after the alert went out: raise it again, naming the cause,
+                # since the person on call must act on it (renew a certificate, not restart a server).
+                self._down_cause = cause
+                self._active.pop("database_down", None)
             self._evaluate_locked(now)
         self._deliver_pending()
 
@@ -490,7 +501,8 @@ class HealthMonitor:
             down_for = now - self._down_since
             found["database_down"] = _Condition(
                 "critical",
-                f"database unreachable for {down_for:.1f} s",
+                f"database unreachable for {down_for:.1f} s"
+                + (f": {self._down_cause}" if self._down_cause else ""),
                 down_for,
                 0.0,
             )

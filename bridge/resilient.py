@@ -34,7 +34,16 @@ from bridge.errors import (
     StoreError,
     WriteOutcomeUnknownError,
 )
-from bridge.events import CACHE_REFRESHED, DEGRADED, RECOVERED, STARTED, STOPPED, UNAVAILABLE, EventLog
+from bridge.events import (
+    CACHE_REFRESHED,
+    DEGRADED,
+    DIAGNOSED,
+    RECOVERED,
+    STARTED,
+    STOPPED,
+    UNAVAILABLE,
+    EventLog,
+)
 from bridge.ids import quote, validate_company_id, validate_key_ids, validate_key_type
 from bridge.rollback.manifest import CompanySnapshot
 from bridge.store import (
@@ -69,7 +78,7 @@ class BridgeState(StrEnum):
 class HealthObserver(QueryObserver, Protocol):
     """A health monitor that is also told about outages (bridge.health.HealthMonitor is one)."""
 
-    def observe_outage(self, down: bool, since: float | None = None) -> None:
+    def observe_outage(self, down: bool, since: float | None = None, cause: str | None = None) -> None:
         """Record whether the database answers."""
 
 
@@ -133,6 +142,7 @@ class ResilientStore:
         self._since: float | None = None  # clock time the outage was detected
         self._since_wall: datetime | None = None
         self._reason: str | None = None
+        self._cause: str | None = None  # why connections fail, when it is not an outage (bridge.errors)
         self._failures = 0
         self._epoch = 0  # recoveries so far: a failure of a call begun in an earlier epoch is old news
         self._last_probe_error: str | None = None
@@ -289,20 +299,35 @@ class ResilientStore:
                 return
             self._failures += 1
             if self._state is BridgeState.HEALTHY and self._failures >= self.failures_to_degrade:
-                self._enter_degraded(str(exc))
+                self._enter_degraded(str(exc), cause=exc.cause)
+            elif self._state is not BridgeState.HEALTHY and exc.cause and exc.cause != self._cause:
+                self._diagnosed(str(exc), exc.cause)
 
-    def _enter_degraded(self, reason: str) -> None:
+    def _diagnosed(self, reason: str, cause: str) -> None:
+        """While read-only, the cause became known (a query failed first, the probe then said why).
+
+        An expired certificate or a rotated password needs a different fix from an outage, so the
+        refused writes and the alert name it from now on.
+        """
+        self._reason, self._cause = reason, cause
+        self.events.emit(DIAGNOSED, self.clock.monotonic(), reason=reason, cause=cause)
+        if self.monitor is not None:
+            self.monitor.observe_outage(True, cause=cause)
+
+    def _enter_degraded(self, reason: str, *, cause: str | None = None) -> None:
         """healthy -> degraded: from now on reads come from the cache and writes are refused."""
         with self._lock:
             if self._state is not BridgeState.HEALTHY:
                 return
-            self._reason = reason
+            self._reason, self._cause = reason, cause
             self._state = BridgeState.DEGRADED
             self._since = self.clock.monotonic()  # read after the switch: any call begun later is refused
-            event = self.events.emit(DEGRADED, self._since, reason=reason, ttl_s=self.cache.ttl_s)
+            event = self.events.emit(
+                DEGRADED, self._since, reason=reason, cause=cause, ttl_s=self.cache.ttl_s
+            )
             self._since_wall = event.at_wall
             if self.monitor is not None:
-                self.monitor.observe_outage(True)
+                self.monitor.observe_outage(True, cause=cause)
 
     def _check_survival_window(self) -> None:
         """degraded -> unavailable once any active company's cached creds are older than the TTL."""
@@ -341,7 +366,7 @@ class ResilientStore:
             self._state = BridgeState.HEALTHY
             self._epoch += 1
             epoch = self._epoch
-            self._since = self._since_wall = self._reason = None
+            self._since = self._since_wall = self._reason = self._cause = None
             self.events.emit(RECOVERED, now, outage_s=outage_s, from_state=previous)
             if self.monitor is not None:
                 self.monitor.observe_outage(False)

@@ -64,6 +64,8 @@ SECRET_FIELDS = frozenset(
         "privateKeyPem",
         "dek",
         "kek",
+        "sslpassword",
+        "sslkey",
     )
 )
 _SECRET_NAME_PARTS = ("password", "secret", "privatekey", "privkey", "encryptionkey", "apikey", "accesstoken")
@@ -75,7 +77,7 @@ _QUOTED_KV = re.compile(
     r"\s*[=:]\s*)'(?:\\.|[^'\\])*'"
 )
 _PLAIN_KV = re.compile(
-    r"(?i)(\b(?:password|passwd|pwd|pgpassword|aws_secret_access_key|secret[_-]?(?:access[_-]?)?key"
+    r"(?i)(\b(?:password|passwd|pwd|pgpassword|sslpassword|aws_secret_access_key|secret[_-]?(?:access[_-]?)?key"
     r"|encryption[_-]?key|backup[_-]?key|sessiontoken|x-amz-security-token|x-amz-signature)"
     r"\\?[\"']?\s*[=:]\s*\\?[\"']?)(?!\[REDACTED\])[^\s\"'\\&;,})\]]+"
 )
@@ -86,6 +88,12 @@ _PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----.*?-----END \1-----",
 _TELEGRAM_TOKEN = re.compile(r"(/bot)\d{5,}:[A-Za-z0-9_-]{20,}")
 _SENTRY_DSN_KEY = re.compile(r"(?i)(\bhttps?://)[0-9a-f]{32}@")
 _SENTRY_AUTH_KEY = re.compile(r"(?i)(\bsentry_key\s*=\s*)(?!\[REDACTED\])[^\s,\"']+")
+# A private key cut short (a log line, a truncated attachment): the header and key material, no footer.
+# Line breaks may be real or JSON-escaped.
+_PEM_BREAK, _PEM_LINE = r"(?:\\n|\s)", r"[A-Za-z0-9+/=]{16,}"  # a real or escaped line break; key material
+_PEM_HEAD = re.compile(
+    rf"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)({_PEM_BREAK}*{_PEM_LINE}(?:{_PEM_BREAK}+{_PEM_LINE})*)"
+)
 _BEARER = re.compile(r"(?i)\b(authorization\s*:\s*(?:bearer|basic|aws4-hmac-sha256)\s+)[^\r\n\"']+")
 _B64_TOKEN = re.compile(r"(?<![A-Za-z0-9+/=_\-.])[A-Za-z0-9+/]{32,}={0,2}(?![A-Za-z0-9+/=_\-.])")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
@@ -159,6 +167,7 @@ def redact_text(text: str, *, blobs: bool = True) -> str:
     """Redact registered secrets, DSN/URL passwords, key=value secrets, PEM keys and base64 blobs."""
     text = redact_values(text, registered_secrets())
     text = _PEM.sub(lambda m: f"-----BEGIN {m.group(1)}-----{REDACTED}-----END {m.group(1)}-----", text)
+    text = _PEM_HEAD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
     text = _QUOTED_KV.sub(lambda m: f"{m.group(1)}'{REDACTED}'", text)
     text = _PLAIN_KV.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
@@ -277,6 +286,7 @@ def _pattern_findings(path: Path, text: str) -> list[SecretFinding]:
         ("Telegram bot token", _TELEGRAM_TOKEN),
         ("Sentry DSN key", _SENTRY_DSN_KEY),
         ("Sentry auth key", _SENTRY_AUTH_KEY),
+        ("PEM private key, cut short", _PEM_HEAD),
         ("URL password", _URL_USERINFO),
         ("password=value", _PLAIN_KV),
     ):
@@ -285,6 +295,8 @@ def _pattern_findings(path: Path, text: str) -> list[SecretFinding]:
                 continue
             if pattern is _PEM and REDACTED in match.group(0):
                 continue
+            if pattern is _PEM_HEAD and _PEM.match(text, match.start()):
+                continue  # the whole block is reported once, as a PEM private key
             findings.append(SecretFinding(str(path), label, match.start()))
     return findings
 

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,6 @@ from bridge.backup.basebackup import create_base_backup
 from bridge.backup.catalog import wal_key
 from bridge.backup.config import BackupConfig
 from bridge.backup.errors import WalGapError
-from bridge.backup.pgtools import server_os_user
 from bridge.backup.pitr import restore_to_time
 from bridge.backup.s3 import RegionStore
 from bridge.backup.wal import parse_segment, remote_wal_names, segment_name, ship_wal
@@ -40,18 +36,6 @@ DISASTERS = {
     "drop-tables": "DROP TABLE whatsapp_keys, whatsapp_auth",
     "delete-half-the-keys": "DELETE FROM whatsapp_keys WHERE (hashtext(key_id) & 1) = 0",
 }
-
-
-@pytest.fixture
-def restore_root() -> Iterator[Path]:
-    """A directory the postgres OS user can enter, for restored data directories; removed afterwards."""
-    root = Path(tempfile.mkdtemp(prefix="bridge-pitr-restore-"))
-    try:
-        if (user := server_os_user()) is not None:
-            shutil.chown(root, user, user)
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _now(dsn: str) -> datetime:

@@ -30,6 +30,7 @@ RUNBOOK = PROJECT_ROOT / "docs" / "EMERGENCY_RECOVERY_RUNBOOK.md"
 REQUIRED_SECTIONS = (
     "detect",
     "decide",
+    "certificate-and-credential-failures",
     "roll-back",
     "restart-on-files",
     "way-back",

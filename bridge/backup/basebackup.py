@@ -15,7 +15,7 @@ from bridge.backup.config import BackupConfig
 from bridge.backup.create import BackupResult, commit_everywhere, encrypt_output, reachable
 from bridge.backup.crypto import CIPHER
 from bridge.backup.manifest import Manifest, new_backup_id, object_context, tool_version
-from bridge.backup.pgtools import libpq_args, run_tool_version
+from bridge.backup.pgtools import check_connection, libpq_args, run_tool_version
 from bridge.backup.tartap import TarTap
 from bridge.backup.wal import segment_of_lsn
 
@@ -24,6 +24,7 @@ def create_base_backup(config: BackupConfig, *, dsn: str, now: datetime | None =
     """Stream pg_basebackup (tar, WAL from the archive) through the encryptor and store it in every region."""
     key = config.require_key()
     t0 = time.monotonic()
+    check_connection(dsn, "base backup")
     _, checks, up = reachable(config)
     started = now or datetime.now(UTC)
     backup_id = new_backup_id(started)

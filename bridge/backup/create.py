@@ -30,7 +30,7 @@ from bridge.backup.content import summarize
 from bridge.backup.crypto import CIPHER, Encryptor, StreamDigest
 from bridge.backup.errors import BackupError, RegionUnavailableError
 from bridge.backup.manifest import Manifest, new_backup_id, object_context, tool_version
-from bridge.backup.pgtools import libpq_args, run_tool_version
+from bridge.backup.pgtools import check_connection, libpq_args, run_tool_version
 from bridge.backup.replicate import Alert, RegionOutcome, in_each_region, preflight, raise_alert, stores_for
 from bridge.backup.s3 import RegionStore
 
@@ -183,6 +183,7 @@ def create_backup(config: BackupConfig, *, now: datetime | None = None) -> Backu
     key = config.require_key()
     dsn = config.require_dsn()
     t0 = time.monotonic()
+    check_connection(dsn, "backup create")
     _, checks, up = reachable(config)
     timings = {"preflight_s": time.monotonic() - t0}
     backup_id = new_backup_id(now or _now())

@@ -17,6 +17,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bridge.backup.errors import BackupError
+from bridge.redact import redact_values
+from bridge.tls import connection_cause
 
 
 def libpq_args(dsn: str, *, dbname: str | None = None) -> tuple[list[str], dict[str, str]]:
@@ -29,6 +31,22 @@ def libpq_args(dsn: str, *, dbname: str | None = None) -> tuple[list[str], dict[
     if dbname is not None:
         params["dbname"] = dbname
     return [f"--dbname={make_conninfo(**params)}"], env
+
+
+def check_connection(dsn: str, what: str, *, timeout_s: int = 10) -> None:
+    """Connect once before a job writes anything; a refusal names the cause (CA, certificate, password)."""
+    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+    try:
+        psycopg.connect(dsn, connect_timeout=timeout_s).close()
+    except psycopg.OperationalError as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = redact_values(detail, [params.get("password") or ""])
+        cause = connection_cause(detail, params)
+        raise BackupError(
+            f"{what}: cannot connect to {describe_dsn(dsn)}"
+            + (f": {cause}" if cause else "")
+            + f" ({detail}); nothing was written"
+        ) from None
 
 
 def with_dbname(dsn: str, dbname: str) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import psycopg
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bridge.backup.catalog import MANIFEST, backup_key, list_backups
 from bridge.backup.config import BackupConfig
@@ -33,6 +33,7 @@ from bridge.backup.pgtools import free_port, log_tail, run_as, server_os_user
 from bridge.backup.s3 import RegionStore, require_backup
 from bridge.backup.validate import ValidationReport, fetch_verified, pick_region
 from bridge.backup.wal import find_gaps, remote_wal_names
+from bridge.tls import certificate_problem
 from bridge.waiting import WaitTimeout, wait_until
 
 READ_BLOCK = 1024 * 1024
@@ -47,6 +48,7 @@ class RestoredCluster:
     bindir: Path
     host: str = "127.0.0.1"
     password: str | None = field(default=None, repr=False)
+    sslrootcert: str | None = None  # the CA clients verify the restored server with (verify-full)
 
     @property
     def log_path(self) -> Path:
@@ -62,6 +64,7 @@ class RestoredCluster:
             user=user,
             password=self.password or None,
             connect_timeout=5,
+            **({"sslmode": "verify-full", "sslrootcert": self.sslrootcert} if self.sslrootcert else {}),
         )
 
     def log_tail(self, lines: int = 30) -> str:
@@ -156,11 +159,14 @@ def restore_to_time(
     port: int | None = None,
     timeout_s: float = 300.0,
     password: str | None = None,
+    sslrootcert: str | None = None,
 ) -> PitrResult:
     """Recover the cluster as of target_time into data_dir (must not exist or be empty) and start it.
 
     password is the original superuser's (the restored pg_hba.conf is the original one); libpq's
-    PGPASSWORD is used when it is None.
+    PGPASSWORD is used when it is None. sslrootcert is the CA the restored server's certificate (the
+    original's, from the base backup) must verify against, by default the one of the configured DSN or
+    PGSSLROOTCERT; a certificate it does not verify stops the restore before the server starts.
     """
     if target_time.tzinfo is None:
         raise BackupError(
@@ -187,7 +193,11 @@ def restore_to_time(
         )
     report = ValidationReport()
     cluster = RestoredCluster(
-        data_dir, port or free_port(), Path(config.tool("pg_ctl")).parent, password=password
+        data_dir,
+        port or free_port(),
+        Path(config.tool("pg_ctl")).parent,
+        password=password,
+        sslrootcert=sslrootcert or _configured_ca(config),
     )
     wal_dir = data_dir.parent / f"{data_dir.name}.wal"
     created = not data_dir.exists()
@@ -202,6 +212,7 @@ def restore_to_time(
         wal_count = _fetch_wal(config, store, base, names, wal_dir)
         timings["fetch_wal_s"] = time.monotonic() - t2
         _verify_files(config, data_dir)
+        _check_tls(cluster)
         _check_access(data_dir)
         _configure(cluster, wal_dir, target_time)
         t3 = time.monotonic()
@@ -219,6 +230,35 @@ def restore_to_time(
         shutil.rmtree(wal_dir, ignore_errors=True)
     timings["total_s"] = time.monotonic() - t0
     return PitrResult(cluster, base.backup_id, store.name, target_time.isoformat(), last, wal_count, timings)
+
+
+def _configured_ca(config: BackupConfig) -> str | None:
+    """The CA of the configured DSN (sslrootcert), else PGSSLROOTCERT."""
+    if config.dsn:
+        ca = conninfo_to_dict(config.dsn).get("sslrootcert")
+        if ca:
+            return str(ca)
+    return os.environ.get("PGSSLROOTCERT") or None
+
+
+def _check_tls(cluster: RestoredCluster) -> None:
+    """Refuse to start a restored server whose certificate clients would refuse (wrong CA, expired...)."""
+    if not cluster.sslrootcert:
+        return
+    cert = cluster.data_dir / "server.crt"
+    if not cert.exists():
+        raise RecoveryError(
+            f"restored data directory {cluster.data_dir} has no server.crt, but clients verify TLS against "
+            f"{cluster.sslrootcert}; the server was not started",
+            reason="tls",
+        )
+    problem = certificate_problem(cert.read_bytes(), cluster.sslrootcert, cluster.host)
+    if problem:
+        raise RecoveryError(
+            f"restored server's certificate would be refused by verify-full clients: {problem} (CA file "
+            f"{cluster.sslrootcert}, host {cluster.host}); the server was not started",
+            reason="tls",
+        )
 
 
 def _extract(config: BackupConfig, base: Manifest, data: Path, data_dir: Path) -> None:

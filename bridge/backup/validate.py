@@ -26,6 +26,7 @@ from bridge.backup.crypto import decrypt_chunks, read_header
 from bridge.backup.errors import BackupError, BackupNotFoundError, RegionUnavailableError, VerificationError
 from bridge.backup.manifest import Manifest, object_context
 from bridge.backup.pgtools import (
+    check_connection,
     create_database,
     drop_database,
     libpq_args,
@@ -291,6 +292,7 @@ def validate_backup(
     """Fully validate one backup (newest by default) by restoring it into a scratch database."""
     key = config.require_key()
     admin_dsn = scratch_dsn or config.require_dsn()
+    check_connection(admin_dsn, "validate")
     report = ValidationReport()
     t_all = time.monotonic()
     store = pick_region(config, region)

@@ -25,6 +25,7 @@ def connect(dsn: str, *, purpose: str) -> psycopg.Connection:
         connect_timeout_s=CONNECT_TIMEOUT_S,
         statement_timeout_s=STATEMENT_TIMEOUT_S,
         options=params.get("options", ""),
+        sslmode=params.get("sslmode"),
     )
     kwargs["application_name"] = "wa-session-bridge-rollback"
     try:

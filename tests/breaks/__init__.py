@@ -19,9 +19,9 @@ from tests.breaks.base import Break
 
 def catalogue() -> dict[str, Break]:
     """Every break, by name (imported lazily: the bridge modules load only when a break is wanted)."""
-    from tests.breaks import backup, health, rollback, store
+    from tests.breaks import backup, health, rollback, store, tls
 
-    breaks = [*backup.BREAKS, *health.BREAKS, *rollback.BREAKS, *store.BREAKS]
+    breaks = [*backup.BREAKS, *health.BREAKS, *rollback.BREAKS, *store.BREAKS, *tls.BREAKS]
     by_name = {b.name: b for b in breaks}
     if len(by_name) != len(breaks):
         raise ValueError("two breaks share a name")
