@@ -7,10 +7,21 @@ import binascii
 import json
 from typing import Any
 
+import orjson
+import psycopg.types.json
+
 from bridge.errors import CodecError
 
 # Largest encoded value the store accepts; the largest real session record is far below 1 MB.
 MAX_VALUE_BYTES = 1024 * 1024
+# Where orjson's text can differ from json.dumps': NaN/Infinity become null, and floats below 1e-4 lose the
+# exponent or its zero padding ("0.00001", "1e-7" against "1e-05", "1e-07"). Such texts take the exact path;
+# substring tests, because a regular expression here costs more than the encoding (measured).
+_ORJSON_MAY_DIFFER = (b"null", b"0.0000", b"e-")
+# orjson parses integers beyond 64 bits as floats, json.loads keeps them exact: 19 digits in a row go to json.
+_DIGITS_AS_ONES = bytes(49 if 48 <= i <= 57 else 48 for i in range(256))
+_LONG_NUMBER = b"1" * 19
+_PASSTHROUGH = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def replace(value: Any) -> Any:
@@ -100,8 +111,42 @@ def encode_for_db(value: Any, *, what: str) -> str:
     return encode_checked(value, what=what)[0]
 
 
+def _buffer_default(value: Any) -> dict[str, str]:
+    """orjson's hook for the types it does not know: bytes become Buffer objects, anything else refuses."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"type": "Buffer", "data": base64.b64encode(bytes(value)).decode("ascii")}
+    raise TypeError(type(value).__name__)
+
+
+def _fast_encode(value: Any) -> tuple[str, Any] | None:
+    """encode_checked's answer in one C pass, or None where only the Python walk gives the exact answer.
+
+    orjson writes the same compact text as json.dumps(replace(value)) for everything it accepts, except
+    where a _ORJSON_MAY_DIFFER text is in it; it refuses ints beyond 64 bits, lone surrogates and non-string keys.
+    """
+    buffers = 0
+
+    def default(obj: Any) -> dict[str, str]:
+        nonlocal buffers
+        buffers += 1
+        return _buffer_default(obj)
+
+    try:
+        # Passthrough: subclasses, dataclasses and datetimes reach default(), which refuses them as replace() does.
+        raw = orjson.dumps(value, default=default, option=_PASSTHROUGH)
+    except TypeError:  # a non-string key, a lone surrogate, a big int, an unknown type: exact errors below
+        return None
+    # Every "Buffer" string in the text must be one we wrote: a caller's Buffer-shaped object needs checking.
+    if raw.count(b'"Buffer"') != buffers or b'"buffer"' in raw or any(m in raw for m in _ORJSON_MAY_DIFFER):
+        return None
+    return raw.decode("utf-8"), orjson.loads(raw)
+
+
 def encode_checked(value: Any, *, what: str) -> tuple[str, Any]:
     """Return (jsonb text, its JSON tree with Buffer objects), or raise CodecError naming what."""
+    fast = _fast_encode(value)
+    if fast is not None:
+        return _checked_size(fast[0], what), fast[1]
     replaced = replace(value)
     try:
         # A Buffer-shaped object that does not decode would be stored, then fail every read.
@@ -111,6 +156,11 @@ def encode_checked(value: Any, *, what: str) -> tuple[str, Any]:
         raise CodecError(f"{what}: {exc}", field="value", where=exc.where) from None
     except ValueError as exc:  # NaN or infinity: not JSON
         raise CodecError(f"{what}: {exc}", field="value") from None
+    return _checked_size(text, what), replaced
+
+
+def _checked_size(text: str, what: str) -> str:
+    """Return text if PostgreSQL can store it and it is within MAX_VALUE_BYTES; else raise CodecError."""
     size = len(text.encode("utf-8"))
     if size > MAX_VALUE_BYTES:
         raise CodecError(
@@ -120,4 +170,19 @@ def encode_checked(value: Any, *, what: str) -> tuple[str, Any]:
         raise CodecError(
             f"{what}: value contains a NUL character, which PostgreSQL jsonb cannot store", field="value"
         )
-    return text, replaced
+    return text
+
+
+def json_loads(data: str | bytes | bytearray | memoryview) -> Any:
+    """Parse JSON text into the very objects json.loads returns, with orjson unless a long integer is in it."""
+    raw = data if isinstance(data, bytes) else data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    if _LONG_NUMBER not in raw.translate(_DIGITS_AS_ONES):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # json.loads accepts a little more (NaN, lone surrogates) or says what is wrong
+    return json.loads(raw)
+
+
+# Every jsonb and json value psycopg reads in this process (store, export, digests) is parsed by json_loads.
+psycopg.types.json.set_json_loads(json_loads)
