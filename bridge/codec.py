@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -21,7 +22,10 @@ _ORJSON_MAY_DIFFER = (b"null", b"0.0000", b"e-")
 # orjson parses integers beyond 64 bits as floats, json.loads keeps them exact: 19 digits in a row go to json.
 _DIGITS_AS_ONES = bytes(49 if 48 <= i <= 57 else 48 for i in range(256))
 _LONG_NUMBER = b"1" * 19
-_PASSTHROUGH = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+# Subclasses, dataclasses and datetimes go to default(), which refuses them as replace() does.
+_PASSTHROUGH = (
+    orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+)
 
 
 def replace(value: Any) -> Any:
@@ -118,12 +122,22 @@ def _buffer_default(value: Any) -> dict[str, str]:
     raise TypeError(type(value).__name__)
 
 
-def _fast_encode(value: Any) -> tuple[str, Any] | None:
-    """encode_checked's answer in one C pass, or None where only the Python walk gives the exact answer.
+def fast_dumps(value: Any, default: Callable[[Any], Any] = _buffer_default) -> bytes | None:
+    """Compact JSON of value in one C pass, byte-identical to json.dumps' (after default), or None.
 
-    orjson writes the same compact text as json.dumps(replace(value)) for everything it accepts, except
-    where a _ORJSON_MAY_DIFFER text is in it; it refuses ints beyond 64 bits, lone surrogates and non-string keys.
+    None where orjson's text could differ (a _ORJSON_MAY_DIFFER text is in it) or where orjson refuses
+    (ints beyond 64 bits, lone surrogates, non-string keys, types default() refuses): the caller then
+    takes its exact Python path, which also raises the precise error.
     """
+    try:
+        raw = orjson.dumps(value, default=default, option=_PASSTHROUGH)
+    except TypeError:
+        return None
+    return None if any(m in raw for m in _ORJSON_MAY_DIFFER) else raw
+
+
+def _fast_encode(value: Any) -> tuple[str, Any] | None:
+    """encode_checked's answer from fast_dumps, or None where only the Python walk gives the exact answer."""
     buffers = 0
 
     def default(obj: Any) -> dict[str, str]:
@@ -131,13 +145,9 @@ def _fast_encode(value: Any) -> tuple[str, Any] | None:
         buffers += 1
         return _buffer_default(obj)
 
-    try:
-        # Passthrough: subclasses, dataclasses and datetimes reach default(), which refuses them as replace() does.
-        raw = orjson.dumps(value, default=default, option=_PASSTHROUGH)
-    except TypeError:  # a non-string key, a lone surrogate, a big int, an unknown type: exact errors below
-        return None
+    raw = fast_dumps(value, default)
     # Every "Buffer" string in the text must be one we wrote: a caller's Buffer-shaped object needs checking.
-    if raw.count(b'"Buffer"') != buffers or b'"buffer"' in raw or any(m in raw for m in _ORJSON_MAY_DIFFER):
+    if raw is None or raw.count(b'"Buffer"') != buffers or b'"buffer"' in raw:
         return None
     return raw.decode("utf-8"), orjson.loads(raw)
 
@@ -174,7 +184,7 @@ def _checked_size(text: str, what: str) -> str:
 
 
 def json_loads(data: str | bytes | bytearray | memoryview) -> Any:
-    """Parse JSON text into the very objects json.loads returns, with orjson unless a long integer is in it."""
+    """Parse JSON into the very objects json.loads returns; with orjson unless a long integer is in it."""
     raw = data if isinstance(data, bytes) else data.encode("utf-8") if isinstance(data, str) else bytes(data)
     if _LONG_NUMBER not in raw.translate(_DIGITS_AS_ONES):
         try:

@@ -145,7 +145,8 @@ def test_one_pass_encoder_steps_aside_where_its_text_could_differ(value):
 
 
 @pytest.mark.parametrize(
-    "text", [b'{"a":[1,2.5,-3e-7,1e+300]}', b'{"big":123456789012345678901234567890}', b'[true,null,"\\u00e9"]']
+    "text",
+    [b'{"a":[1,2.5,-3e-7,1e+300]}', b'{"big":123456789012345678901234567890}', b'[true,null,"\\u00e9"]'],
 )
 def test_json_loads_returns_what_json_loads_returns(text):
     assert codec.json_loads(text) == json.loads(text)

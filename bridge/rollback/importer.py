@@ -119,6 +119,25 @@ def import_export_dir(
     return results
 
 
+def import_export_dirs(
+    dsn: str, export_dirs: Sequence[str | Path], *, keep_missing: bool = False
+) -> list[ImportResult]:
+    """Import several exports (the shards of one) in turn; a company in two of them is refused first."""
+    seen: dict[str, Path] = {}
+    for root in map(Path, export_dirs):
+        for cid in read_run_manifest(root)["companies"]:
+            if cid in seen:
+                raise RollbackError(
+                    f"company {cid!r} is in both {seen[cid]} and {root}: these are not shards of one export; "
+                    "nothing was written"
+                )
+            seen[cid] = root
+    results: list[ImportResult] = []
+    for root in export_dirs:
+        results += import_export_dir(dsn, root, keep_missing=keep_missing)
+    return results
+
+
 def _write_company(
     conn: psycopg.Connection,
     dsn: str,
