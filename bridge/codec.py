@@ -16,9 +16,9 @@ from bridge.errors import CodecError
 # Largest encoded value the store accepts; the largest real session record is far below 1 MB.
 MAX_VALUE_BYTES = 1024 * 1024
 # Where orjson's text can differ from json.dumps': NaN/Infinity become null, and floats below 1e-4 lose the
-# exponent or its zero padding ("0.00001", "1e-7" against "1e-05", "1e-07"). Such texts take the exact path;
-# substring tests, because a regular expression here costs more than the encoding (measured).
-_ORJSON_MAY_DIFFER = (b"null", b"0.0000", b"e-")
+# exponent or its zero padding ("0.00001", "1e-7" against "1e-05", "1e-07"; see _negative_exponent). Such
+# texts take the exact path; substring tests, because a regular expression costs more than the encoding.
+_ORJSON_MAY_DIFFER = (b"null", b"0.0000")
 # orjson parses integers beyond 64 bits as floats, json.loads keeps them exact: 19 digits in a row go to json.
 _DIGITS_AS_ONES = bytes(49 if 48 <= i <= 57 else 48 for i in range(256))
 _LONG_NUMBER = b"1" * 19
@@ -26,6 +26,7 @@ _LONG_NUMBER = b"1" * 19
 _PASSTHROUGH = (
     orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 )
+_SORTED = _PASSTHROUGH | orjson.OPT_SORT_KEYS
 
 
 def replace(value: Any) -> Any:
@@ -122,18 +123,31 @@ def _buffer_default(value: Any) -> dict[str, str]:
     raise TypeError(type(value).__name__)
 
 
-def fast_dumps(value: Any, default: Callable[[Any], Any] = _buffer_default) -> bytes | None:
+def fast_dumps(
+    value: Any, default: Callable[[Any], Any] = _buffer_default, *, sort_keys: bool = False
+) -> bytes | None:
     """Compact JSON of value in one C pass, byte-identical to json.dumps' (after default), or None.
 
+    sort_keys sorts object keys by code point, as json.dumps(sort_keys=True) does.
     None where orjson's text could differ (a _ORJSON_MAY_DIFFER text is in it) or where orjson refuses
     (ints beyond 64 bits, lone surrogates, non-string keys, types default() refuses): the caller then
     takes its exact Python path, which also raises the precise error.
     """
     try:
-        raw = orjson.dumps(value, default=default, option=_PASSTHROUGH)
+        raw = orjson.dumps(value, default=default, option=_SORTED if sort_keys else _PASSTHROUGH)
     except TypeError:
         return None
-    return None if any(m in raw for m in _ORJSON_MAY_DIFFER) else raw
+    return None if any(m in raw for m in _ORJSON_MAY_DIFFER) or _negative_exponent(raw) else raw
+
+
+def _negative_exponent(raw: bytes) -> bool:
+    """Return True if raw holds "e-" and a digit: a float orjson writes unpadded ("1e-7", not "1e-07")."""
+    i = raw.find(b"e-")
+    while i != -1:
+        if raw[i + 2 : i + 3].isdigit():
+            return True
+        i = raw.find(b"e-", i + 2)
+    return False
 
 
 def _fast_encode(value: Any) -> tuple[str, Any] | None:

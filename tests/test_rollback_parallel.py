@@ -1,14 +1,17 @@
-"""The overlapped export writes today's bytes, and N shard exports together are the single-host export."""
+"""Fast paths keep today's bytes: the overlapped export, N shards as one export, the content digests."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
 import psycopg
+import psycopg.types.json
 import pytest
 
+from bridge.backup.content import summarize
 from bridge.errors import InvalidInputError, RollbackError
 from bridge.rollback.cli import main as rollback_main
 from bridge.rollback.export import export_database
@@ -117,3 +120,28 @@ def test_import_refuses_directories_that_share_a_company(auth_db, tmp_path):
         import_export_dirs(auth_db.dsn, [tmp_path / "a", tmp_path / "b"])
     with psycopg.connect(auth_db.admin_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM whatsapp_auth").fetchone() == (0,)
+
+
+def test_content_digests_of_the_fast_path_equal_the_definition_on_the_same_database(auth_db):
+    seed_all(auth_db)
+    with psycopg.connect(auth_db.admin_dsn) as conn:
+        fast = summarize(conn)
+        # The definition, spelled out: json.loads of every stored value, json.dumps(sort_keys) of each line.
+        psycopg.types.json.set_json_loads(json.loads, conn)
+        creds = dict(conn.execute("SELECT company_id, creds FROM whatsapp_auth").fetchall())
+        rows = conn.execute(
+            "SELECT company_id, key_type, key_id, value FROM whatsapp_keys "
+            'ORDER BY company_id COLLATE "C", key_type COLLATE "C", key_id COLLATE "C"'
+        ).fetchall()
+
+    def line(tag: bytes, value: object) -> bytes:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return tag + b"\0" + text.encode() + b"\n"
+
+    reference = {cid: hashlib.sha256(line(b"creds", c)) for cid, c in creds.items()}
+    for cid, key_type, key_id, value in rows:
+        reference[cid].update(line(b"key", [key_type, key_id, value]))
+    assert {cid: c["digest"] for cid, c in fast.companies.items()} == {
+        cid: h.hexdigest() for cid, h in reference.items()
+    }
+    assert fast.companies["co-1"]["keys"] == sum(MIX.values()) + len(EDGE_ROWS)
