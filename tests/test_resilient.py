@@ -603,3 +603,27 @@ def test_config_from_env_with_precedence_and_clear_errors() -> None:
         BridgeConfig.from_env({})
     with pytest.raises(InvalidInputError, match="unknown bridge settings: ttl"):
         BridgeConfig.from_env(env, ttl=3)
+
+
+@pytest.mark.parametrize(
+    ("value", "packed"),
+    [
+        ({"_sessions": {"k": {"registrationId": 7, "chain": ["AQ==", "Ag=="]}}}, True),
+        ([{"type": "Buffer", "data": "AQI="}], True),
+        ({"me": None}, False),  # "null" in the text: fast_dumps steps aside
+        ({"big": 2**70}, False),
+        ("written", False),
+        (None, False),
+    ],
+    ids=["session", "array", "with-null", "big-int", "string", "absent"],
+)
+def test_cache_holds_json_containers_as_text_and_serves_a_fresh_equal_copy(value, packed):
+    cache = TTLCache(5.0, ManualClock())
+    cache.put(("key", "c1", "session", "a"), value, cache.ticket())
+    entry = cache.get(("key", "c1", "session", "a"))
+    assert entry is not None and entry.packed is packed
+    assert entry.value == value
+    if packed:
+        assert isinstance(entry.held, bytes)
+        entry.value.clear()  # a reader mutating what it got cannot change the cache
+        assert entry.value == value
