@@ -61,7 +61,8 @@ class CacheEntry:
 
     A JSON object or array is kept as its compact UTF-8 text: about a third of the memory of the parsed
     tree (measured, see docs/BENCHMARKS.md), and every read parses a private copy that no caller can
-    use to change the cache. Anything else, or a value codec.fast_dumps will not write, is kept as is.
+    use to change the cache. One codec.fast_dumps will not write is kept as a copy and copied on read
+    (codec.revive shares unchanged subtrees, so the cache never keeps a tree a caller was given).
     """
 
     held: Any
@@ -77,12 +78,15 @@ class CacheEntry:
             if text is not None:
                 # A right-sized copy: orjson's bytes keep their whole write buffer, ~8 KB each (traced).
                 return cls(bytes(memoryview(text)), fetched_at, seq, packed=True)
+            return cls(json_copy(value), fetched_at, seq)
         return cls(value, fetched_at, seq)
 
     @property
     def value(self) -> Any:
         """The cached value (a fresh copy when packed)."""
-        return codec.json_loads(self.held) if self.packed else self.held
+        if self.packed:
+            return codec.json_loads(self.held)
+        return json_copy(self.held) if isinstance(self.held, dict | list) else self.held
 
 
 def _keep_as_is(value: Any) -> Any:

@@ -48,7 +48,11 @@ def replace(value: Any) -> Any:
 
 
 def revive(value: Any, *, path: str = "$") -> Any:
-    """Return value with every Buffer object turned into bytes, at any depth (BufferJSON.reviver, 6.x)."""
+    """Return value with every Buffer object turned into bytes, at any depth (BufferJSON.reviver, 6.x).
+
+    Containers without a Buffer below them are returned as they are, not copied: a caller that hands the
+    result on while keeping value (the cache) copies one of them itself.
+    """
     try:
         return _revive(value)
     except CodecError:
@@ -57,14 +61,26 @@ def revive(value: Any, *, path: str = "$") -> Any:
 
 
 def _revive(value: Any) -> Any:
-    """revive() without paths: the hot path of every read, so it builds no strings."""
-    if isinstance(value, list):
-        return [_revive(v) for v in value]
+    """revive() without paths: the hot path of every read; builds no strings, copies only what changes."""
     if isinstance(value, dict):
-        out = {k: _revive(v) for k, v in value.items()}
+        changed = None
+        for k, v in value.items():
+            if isinstance(v, dict | list) and (r := _revive(v)) is not v:
+                if changed is None:
+                    changed = dict(value)
+                changed[k] = r
+        out = value if changed is None else changed
         if out.get("type") == "Buffer" or out.get("buffer") is True:
             return _buffer_bytes(out, "?")
         return out
+    if isinstance(value, list):
+        copied = None
+        for i, v in enumerate(value):
+            if isinstance(v, dict | list) and (r := _revive(v)) is not v:
+                if copied is None:
+                    copied = list(value)
+                copied[i] = r
+        return value if copied is None else copied
     return value
 
 

@@ -8,6 +8,7 @@ probe_once(), except in the test that shows recovery happens by itself.
 from __future__ import annotations
 
 import base64
+import copy
 import threading
 import time
 from collections.abc import Iterator
@@ -619,11 +620,13 @@ def test_config_from_env_with_precedence_and_clear_errors() -> None:
 )
 def test_cache_holds_json_containers_as_text_and_serves_a_fresh_equal_copy(value, packed):
     cache = TTLCache(5.0, ManualClock())
-    cache.put(("key", "c1", "session", "a"), value, cache.ticket())
+    given = copy.deepcopy(value)
+    cache.put(("key", "c1", "session", "a"), given, cache.ticket())
     entry = cache.get(("key", "c1", "session", "a"))
     assert entry is not None and entry.packed is packed
     assert entry.value == value
-    if packed:
-        assert isinstance(entry.held, bytes)
-        entry.value.clear()  # a reader mutating what it got cannot change the cache
+    assert isinstance(entry.held, bytes) is packed
+    if isinstance(value, dict | list):
+        given.clear()  # neither the writer's tree nor a reader's copy is the cache's own
+        entry.value.clear()
         assert entry.value == value
