@@ -122,9 +122,13 @@ def import_export_dir(
 def import_export_dirs(
     dsn: str, export_dirs: Sequence[str | Path], *, keep_missing: bool = False
 ) -> list[ImportResult]:
-    """Import several exports (the shards of one) in turn; a company in two of them is refused first."""
+    """Import several exports (the shards of one) in turn, each checked whole before it is written.
+
+    A company listed in two of them is refused before anything is written: they are not shards of one export.
+    """
+    roots = [Path(d) for d in export_dirs]
     seen: dict[str, Path] = {}
-    for root in map(Path, export_dirs):
+    for root in roots:
         for cid in read_run_manifest(root)["companies"]:
             if cid in seen:
                 raise RollbackError(
@@ -133,7 +137,7 @@ def import_export_dirs(
                 )
             seen[cid] = root
     results: list[ImportResult] = []
-    for root in export_dirs:
+    for root in roots:
         results += import_export_dir(dsn, root, keep_missing=keep_missing)
     return results
 
