@@ -17,6 +17,7 @@ ROWS = {
     4: "time to detect / recover",
     5: "environment bring-up",
     6: "growth",
+    7: "cache memory",
 }
 
 
@@ -48,6 +49,9 @@ class BenchConfig:
     outages: int = 20
     probe_interval_s: float = 0.5
     bringup_reps: int = 3
+    shard_counts: tuple[int, ...] = (2, 4)  # sharded export: N concurrent processes against one
+    shard_reps: int = 3
+    cache_companies: int = 20  # companies of the projection read through the bridge cache
 
     def growth_keys(self) -> list[int]:
         """Keys per company at each growth point; the largest is the projection's."""
@@ -76,6 +80,8 @@ QUICK = {
     "outages": 2,
     "probe_interval_s": 0.2,
     "bringup_reps": 1,
+    "shard_reps": 1,
+    "cache_companies": 2,
 }
 
 

@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -150,6 +151,54 @@ class ExportBench:
         n = len(companies.ids)
         return self._keep(
             ExportSample("baileys", companies.label, n, result["keys"], seconds, result["files"], size, extra)
+        )
+
+    def processes(self, companies: CompanySet, shards: int) -> ExportSample:
+        """`rollback export --shard I/N` for I = 1..N as concurrent processes, as N hosts would run it.
+
+        Timed from the first start to the last exit, interpreter start-up included; shards=1 is the same
+        command without --shard, the single host it is compared with.
+        """
+        root = self.fresh(f"shards{shards}-{companies.label}")
+        root.mkdir()
+        company_args = [arg for cid in companies.ids for arg in ("--company", cid)]
+        env = {**os.environ, "BRIDGE_DSN": self.dsn}  # the DSN holds a password: never on a command line
+        procs: list[subprocess.Popen[bytes]] = []
+        t0 = time.perf_counter()
+        try:
+            for i in range(1, shards + 1):
+                shard = ["--shard", f"{i}/{shards}"] if shards > 1 else []
+                cmd = [sys.executable, "-m", "bridge", "rollback", "export", "--out", str(root / str(i))]
+                procs.append(
+                    subprocess.Popen(
+                        [*cmd, *shard, *company_args],
+                        cwd=PROJECT_ROOT,
+                        env=env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                    )
+                )
+            failures = []
+            for proc in procs:
+                _, err = proc.communicate(timeout=NODE_TIMEOUT_S)
+                if proc.returncode != 0:
+                    failures.append(f"exit {proc.returncode}: {err.decode(errors='replace')[-500:]}")
+            seconds = time.perf_counter() - t0
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        if failures:
+            raise RuntimeError(f"sharded export ({shards} processes) failed: {'; '.join(failures)}")
+        manifests = [json.loads((root / str(i) / "manifest.json").read_bytes()) for i in range(1, shards + 1)]
+        keys = sum(m["keys_total"] for m in manifests)
+        held = sum(len(m["companies"]) for m in manifests)
+        size = sum(c["bytes_written"] for m in manifests for c in m["companies"].values())
+        if held != len(companies.ids) or keys != companies.keys:
+            raise RuntimeError(f"{shards} shards exported {held} companies / {keys} keys, not the whole set")
+        return self._keep(
+            ExportSample(f"processes-{shards}", companies.label, held, keys, seconds, keys + held, size)
         )
 
     def _keep(self, sample: ExportSample) -> ExportSample:

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bridge import codec
+
 # Enough for the projected 20 companies x ~1,300 keys, with room; the oldest entries go first.
 DEFAULT_MAX_ENTRIES = 200_000
 
@@ -55,11 +57,41 @@ class ManualClock:
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """A cached value (None means "known absent") with the clock time it was known to be current."""
+    """A cached value (None means "known absent") with the clock time it was known to be current.
 
-    value: Any
+    A JSON object or array is kept as its compact UTF-8 text: about a third of the memory of the parsed
+    tree (measured, see docs/BENCHMARKS.md), and every read parses a private copy that no caller can
+    use to change the cache. One codec.fast_dumps will not write is kept as a copy and copied on read
+    (codec.revive shares unchanged subtrees, so the cache never keeps a tree a caller was given).
+    """
+
+    held: Any
     fetched_at: float
     seq: int
+    packed: bool = False
+
+    @classmethod
+    def of(cls, value: Any, fetched_at: float, seq: int) -> CacheEntry:
+        """Return the entry for value, packed when it is a JSON container."""
+        if isinstance(value, dict | list):
+            text = codec.fast_dumps(value, _keep_as_is)
+            if text is not None:
+                # A right-sized copy: orjson's bytes keep their whole write buffer, ~8 KB each (traced).
+                return cls(bytes(memoryview(text)), fetched_at, seq, packed=True)
+            return cls(json_copy(value), fetched_at, seq)
+        return cls(value, fetched_at, seq)
+
+    @property
+    def value(self) -> Any:
+        """The cached value (a fresh copy when packed)."""
+        if self.packed:
+            return codec.json_loads(self.held)
+        return json_copy(self.held) if isinstance(self.held, dict | list) else self.held
+
+
+def _keep_as_is(value: Any) -> Any:
+    """fast_dumps' hook: a value that is not plain JSON is not packed."""
+    raise TypeError(type(value).__name__)
 
 
 class TTLCache:
@@ -96,7 +128,7 @@ class TTLCache:
             current = self._entries.get(key)
             if current is not None and current.seq > seq:
                 return False
-            self._entries[key] = CacheEntry(value, fetched_at, seq)
+            self._entries[key] = CacheEntry.of(value, fetched_at, seq)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
@@ -117,7 +149,7 @@ class TTLCache:
         """Return a snapshot of (key, entry) for every valid entry."""
         with self._lock:
             snapshot = list(self._entries.items())
-        return ((k, e) for k, e in snapshot if e.value is not _INVALID)
+        return ((k, e) for k, e in snapshot if e.held is not _INVALID)
 
     def __len__(self) -> int:
         with self._lock:
@@ -152,4 +184,4 @@ _INVALID = _Invalid()
 
 def is_valid(entry: CacheEntry | None) -> bool:
     """True when entry holds a value (possibly None = known absent), not an invalidation marker."""
-    return entry is not None and entry.value is not _INVALID
+    return entry is not None and entry.held is not _INVALID

@@ -5,12 +5,28 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from typing import Any
+
+import orjson
+import psycopg.types.json
 
 from bridge.errors import CodecError
 
 # Largest encoded value the store accepts; the largest real session record is far below 1 MB.
 MAX_VALUE_BYTES = 1024 * 1024
+# Where orjson's text can differ from json.dumps': NaN/Infinity become null, and floats below 1e-4 lose the
+# exponent or its zero padding ("0.00001", "1e-7" against "1e-05", "1e-07"; see _negative_exponent). Such
+# texts take the exact path; substring tests, because a regular expression costs more than the encoding.
+_ORJSON_MAY_DIFFER = (b"null", b"0.0000")
+# orjson parses integers beyond 64 bits as floats, json.loads keeps them exact: 19 digits in a row go to json.
+_DIGITS_AS_ONES = bytes(49 if 48 <= i <= 57 else 48 for i in range(256))
+_LONG_NUMBER = b"1" * 19
+# Subclasses, dataclasses and datetimes go to default(), which refuses them as replace() does.
+_PASSTHROUGH = (
+    orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+)
+_SORTED = _PASSTHROUGH | orjson.OPT_SORT_KEYS
 
 
 def replace(value: Any) -> Any:
@@ -32,7 +48,11 @@ def replace(value: Any) -> Any:
 
 
 def revive(value: Any, *, path: str = "$") -> Any:
-    """Return value with every Buffer object turned into bytes, at any depth (BufferJSON.reviver, 6.x)."""
+    """Return value with every Buffer object turned into bytes, at any depth (BufferJSON.reviver, 6.x).
+
+    Containers without a Buffer below them are returned as they are, not copied: a caller that hands the
+    result on while keeping value (the cache) copies one of them itself.
+    """
     try:
         return _revive(value)
     except CodecError:
@@ -41,14 +61,26 @@ def revive(value: Any, *, path: str = "$") -> Any:
 
 
 def _revive(value: Any) -> Any:
-    """revive() without paths: the hot path of every read, so it builds no strings."""
-    if isinstance(value, list):
-        return [_revive(v) for v in value]
+    """revive() without paths: the hot path of every read; builds no strings, copies only what changes."""
     if isinstance(value, dict):
-        out = {k: _revive(v) for k, v in value.items()}
+        changed = None
+        for k, v in value.items():
+            if isinstance(v, dict | list) and (r := _revive(v)) is not v:
+                if changed is None:
+                    changed = dict(value)
+                changed[k] = r
+        out = value if changed is None else changed
         if out.get("type") == "Buffer" or out.get("buffer") is True:
             return _buffer_bytes(out, "?")
         return out
+    if isinstance(value, list):
+        copied = None
+        for i, v in enumerate(value):
+            if isinstance(v, dict | list) and (r := _revive(v)) is not v:
+                if copied is None:
+                    copied = list(value)
+                copied[i] = r
+        return value if copied is None else copied
     return value
 
 
@@ -100,8 +132,61 @@ def encode_for_db(value: Any, *, what: str) -> str:
     return encode_checked(value, what=what)[0]
 
 
+def _buffer_default(value: Any) -> dict[str, str]:
+    """orjson's hook for the types it does not know: bytes become Buffer objects, anything else refuses."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"type": "Buffer", "data": base64.b64encode(bytes(value)).decode("ascii")}
+    raise TypeError(type(value).__name__)
+
+
+def fast_dumps(
+    value: Any, default: Callable[[Any], Any] = _buffer_default, *, sort_keys: bool = False
+) -> bytes | None:
+    """Compact JSON of value in one C pass, byte-identical to json.dumps' (after default), or None.
+
+    sort_keys sorts object keys by code point, as json.dumps(sort_keys=True) does.
+    None where orjson's text could differ (a _ORJSON_MAY_DIFFER text is in it) or where orjson refuses
+    (ints beyond 64 bits, lone surrogates, non-string keys, types default() refuses): the caller then
+    takes its exact Python path, which also raises the precise error.
+    """
+    try:
+        raw = orjson.dumps(value, default=default, option=_SORTED if sort_keys else _PASSTHROUGH)
+    except TypeError:
+        return None
+    return None if any(m in raw for m in _ORJSON_MAY_DIFFER) or _negative_exponent(raw) else raw
+
+
+def _negative_exponent(raw: bytes) -> bool:
+    """Return True if raw holds "e-" and a digit: a float orjson writes unpadded ("1e-7", not "1e-07")."""
+    i = raw.find(b"e-")
+    while i != -1:
+        if raw[i + 2 : i + 3].isdigit():
+            return True
+        i = raw.find(b"e-", i + 2)
+    return False
+
+
+def _fast_encode(value: Any) -> tuple[str, Any] | None:
+    """encode_checked's answer from fast_dumps, or None where only the Python walk gives the exact answer."""
+    buffers = 0
+
+    def default(obj: Any) -> dict[str, str]:
+        nonlocal buffers
+        buffers += 1
+        return _buffer_default(obj)
+
+    raw = fast_dumps(value, default)
+    # Every "Buffer" string in the text must be one we wrote: a caller's Buffer-shaped object needs checking.
+    if raw is None or raw.count(b'"Buffer"') != buffers or b'"buffer"' in raw:
+        return None
+    return raw.decode("utf-8"), orjson.loads(raw)
+
+
 def encode_checked(value: Any, *, what: str) -> tuple[str, Any]:
     """Return (jsonb text, its JSON tree with Buffer objects), or raise CodecError naming what."""
+    fast = _fast_encode(value)
+    if fast is not None:
+        return _checked_size(fast[0], what), fast[1]
     replaced = replace(value)
     try:
         # A Buffer-shaped object that does not decode would be stored, then fail every read.
@@ -111,6 +196,11 @@ def encode_checked(value: Any, *, what: str) -> tuple[str, Any]:
         raise CodecError(f"{what}: {exc}", field="value", where=exc.where) from None
     except ValueError as exc:  # NaN or infinity: not JSON
         raise CodecError(f"{what}: {exc}", field="value") from None
+    return _checked_size(text, what), replaced
+
+
+def _checked_size(text: str, what: str) -> str:
+    """Return text if PostgreSQL can store it and it is within MAX_VALUE_BYTES; else raise CodecError."""
     size = len(text.encode("utf-8"))
     if size > MAX_VALUE_BYTES:
         raise CodecError(
@@ -120,4 +210,19 @@ def encode_checked(value: Any, *, what: str) -> tuple[str, Any]:
         raise CodecError(
             f"{what}: value contains a NUL character, which PostgreSQL jsonb cannot store", field="value"
         )
-    return text, replaced
+    return text
+
+
+def json_loads(data: str | bytes | bytearray | memoryview) -> Any:
+    """Parse JSON into the very objects json.loads returns; with orjson unless a long integer is in it."""
+    raw = data if isinstance(data, bytes) else data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    if _LONG_NUMBER not in raw.translate(_DIGITS_AS_ONES):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # json.loads accepts a little more (NaN, lone surrogates) or says what is wrong
+    return json.loads(raw)
+
+
+# Every jsonb and json value psycopg reads in this process (store, export, digests) is parsed by json_loads.
+psycopg.types.json.set_json_loads(json_loads)

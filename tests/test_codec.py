@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -112,3 +114,40 @@ def test_revive_inverts_replace(value):
 @given(json_values)
 def test_loads_inverts_dumps(value):
     assert codec.loads(codec.dumps(value)) == value
+
+
+@given(json_values)
+def test_one_pass_encoder_gives_the_bytes_of_the_python_walk(value):
+    # The orjson path must be byte-identical to json.dumps(replace(value)), or step aside (None).
+    fast = codec._fast_encode(value)
+    if fast is not None:
+        replaced = codec.replace(value)
+        assert fast[0] == json.dumps(replaced, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        assert fast[1] == replaced
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"f": 1e-05},
+        {"f": 1.5e-07},
+        {"n": None},
+        {"big": 2**70},
+        {"x": {"type": "Buffer", "data": "!!"}},
+        {"x": {"buffer": True, "value": "AQI="}},
+        {1: "non-string key"},
+        {"s": "\ud800"},
+    ],
+    ids=["small-float", "exponent", "null", "big-int", "bad-buffer", "old-buffer", "int-key", "surrogate"],
+)
+def test_one_pass_encoder_steps_aside_where_its_text_could_differ(value):
+    assert codec._fast_encode(value) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b'{"a":[1,2.5,-3e-7,1e+300]}', b'{"big":123456789012345678901234567890}', b'[true,null,"\\u00e9"]'],
+)
+def test_json_loads_returns_what_json_loads_returns(text):
+    assert codec.json_loads(text) == json.loads(text)
+    assert [type(x) for x in codec.json_loads(text)] == [type(x) for x in json.loads(text)]

@@ -8,6 +8,7 @@ probe_once(), except in the test that shows recovery happens by itself.
 from __future__ import annotations
 
 import base64
+import copy
 import threading
 import time
 from collections.abc import Iterator
@@ -603,3 +604,29 @@ def test_config_from_env_with_precedence_and_clear_errors() -> None:
         BridgeConfig.from_env({})
     with pytest.raises(InvalidInputError, match="unknown bridge settings: ttl"):
         BridgeConfig.from_env(env, ttl=3)
+
+
+@pytest.mark.parametrize(
+    ("value", "packed"),
+    [
+        ({"_sessions": {"k": {"registrationId": 7, "chain": ["AQ==", "Ag=="]}}}, True),
+        ([{"type": "Buffer", "data": "AQI="}], True),
+        ({"me": None}, False),  # "null" in the text: fast_dumps steps aside
+        ({"big": 2**70}, False),
+        ("written", False),
+        (None, False),
+    ],
+    ids=["session", "array", "with-null", "big-int", "string", "absent"],
+)
+def test_cache_holds_json_containers_as_text_and_serves_a_fresh_equal_copy(value, packed):
+    cache = TTLCache(5.0, ManualClock())
+    given = copy.deepcopy(value)
+    cache.put(("key", "c1", "session", "a"), given, cache.ticket())
+    entry = cache.get(("key", "c1", "session", "a"))
+    assert entry is not None and entry.packed is packed
+    assert entry.value == value
+    assert isinstance(entry.held, bytes) is packed
+    if isinstance(value, dict | list):
+        given.clear()  # neither the writer's tree nor a reader's copy is the cache's own
+        entry.value.clear()
+        assert entry.value == value

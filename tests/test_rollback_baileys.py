@@ -7,9 +7,11 @@ import json
 import random
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from bridge import fsformat
+from bridge import codec, fsformat
+from bridge.backup.content import company_digest, summarize
 from bridge.rollback.baileys_check import (
     baileys_view,
     check_export_dir,
@@ -19,6 +21,7 @@ from bridge.rollback.baileys_check import (
 from bridge.rollback.export import export_database
 from bridge.rollback.folder import encode_file, write_folder
 from bridge.rollback.importer import import_company_folder
+from bridge.store import PgAuthStore
 from chaos import datagen
 from tests.rollback_support import (
     differences,
@@ -93,6 +96,35 @@ def test_import_then_export_of_a_baileys_folder_gives_baileys_the_same_state(
     assert len(round_trip.keys) == len(ids)
     # Same files, same JSON (jsonb only reorders object keys).
     assert differences(folder_json(exported), folder_json(folder)) == []
+
+
+def test_baileys_state_through_the_store_and_back_keeps_its_digest_and_files(
+    auth_db, tmp_path, baileys_folder
+):
+    # Baileys' own files, in memory form, go through the store's fast codec paths (set_keys, save_creds,
+    # the orjson jsonb loader) and come out through the export: Baileys sees the same state, and the
+    # content digest of the database is the one of the values Baileys wrote.
+    folder, ids = baileys_folder
+    creds = codec.loads((folder / fsformat.CREDS_FILE).read_bytes())
+    keys: dict[str, dict[str, object]] = {}
+    for key_type, key_id in ids:
+        keys.setdefault(key_type, {})[key_id] = codec.loads(
+            (folder / fsformat.file_name(key_type, key_id)).read_bytes()
+        )
+    with PgAuthStore(auth_db.dsn) as store:
+        store.save_creds("acme", creds)
+        store.set_keys("acme", keys)
+        assert store.get_keys("acme", "session", list(keys["session"])) == keys["session"]
+    with psycopg.connect(auth_db.admin_dsn) as conn:
+        assert summarize(conn).companies["acme"]["digest"] == company_digest(creds, keys)
+
+    export_database(auth_db.dsn, tmp_path / "out")
+
+    original, round_trip = baileys_view(folder, ids=ids), baileys_view(tmp_path / "out" / "acme", ids=ids)
+    assert original.problems == [] and round_trip.problems == []
+    assert differences(round_trip.creds, original.creds) == []
+    assert differences(round_trip.keys, original.keys) == []
+    assert differences(folder_json(tmp_path / "out" / "acme"), folder_json(folder)) == []
 
 
 def _flip_base64(text: str) -> str:

@@ -132,4 +132,4 @@ def test_add_rollback_commands_keeps_a_dsn_read_by_the_parent_parser():
     assert (args.dsn, args.rollback_command, args.company) == ("host=a", "export", ["c1"])
     assert callable(args.func)
     args = parser.parse_args(["rollback", "import", "--company", "c1", "/folder", "--dsn", "host=b"])
-    assert (args.dsn, args.company, str(args.path)) == ("host=b", "c1", "/folder")
+    assert (args.dsn, args.company, [str(p) for p in args.path]) == ("host=b", "c1", ["/folder"])

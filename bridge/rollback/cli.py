@@ -1,10 +1,12 @@
 """Command line of the emergency rollback: export to Baileys folders, check them in Baileys, import them back.
 
-    python -m bridge rollback export --out DIR [--company ID ...] [--force] [--skip-invalid]
+    python -m bridge rollback export --out DIR [--company ID ...] [--shard I/N] [--force] [--skip-invalid]
     python -m bridge rollback check DIR [--against-db]
-    python -m bridge rollback import DIR [--keep-missing]
+    python -m bridge rollback import DIR [DIR ...] [--keep-missing]
     python -m bridge rollback import --company ID FOLDER [--keep-missing]
 
+--shard I/N exports only the companies of shard I of N (by a hash of the company id), so that N hosts
+can export a large fleet in parallel; importing all N directories equals importing one full export.
 The database comes from --dsn or BRIDGE_DSN. Exit status, as for `python -m bridge`: 0 done,
 1 failed (nothing half-written), 2 bad input or database unreachable; and 3: export written and
 verified but partial (see the manifest). Errors are one line, naming host:port, never the password.
@@ -18,9 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bridge.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, OneLineParser, dsn_of, guarded
+from bridge.errors import InvalidInputError
 from bridge.rollback.baileys_check import check_export_dir
 from bridge.rollback.export import export_database
-from bridge.rollback.importer import import_company_folder, import_export_dir
+from bridge.rollback.importer import import_company_folder, import_export_dirs
+from bridge.rollback.shard import parse_shard
 
 EXIT_PARTIAL = 3
 __all__ = [
@@ -60,6 +64,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--company", action="append", metavar="ID", help="export only this company (repeatable)"
     )
     export.add_argument(
+        "--shard", metavar="I/N", help="export only shard I of N (companies split by a hash of their id)"
+    )
+    export.add_argument(
         "--force", action="store_true", help="replace the exported companies in a non-empty DIR"
     )
     export.add_argument(
@@ -79,7 +86,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     imp = subparsers.add_parser("import", parents=[dsn], help="write Baileys folders back into the database")
     imp.add_argument(
-        "path", type=Path, metavar="DIR|FOLDER", help="an export directory, or with --company a folder"
+        "path",
+        type=Path,
+        nargs="+",
+        metavar="DIR|FOLDER",
+        help="export directories (e.g. the N shards of one export), or with --company one folder",
     )
     imp.add_argument("--company", metavar="ID", help="import one plain Baileys FOLDER as company ID")
     imp.add_argument(
@@ -103,8 +114,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     """rollback export."""
+    shard = parse_shard(args.shard) if args.shard is not None else None
     run = export_database(
-        dsn_of(args), args.out, companies=args.company, force=args.force, skip_invalid=args.skip_invalid
+        dsn_of(args),
+        args.out,
+        companies=args.company,
+        force=args.force,
+        skip_invalid=args.skip_invalid,
+        shard=shard,
     )
     if args.json:
         print(json.dumps(run.to_json(), indent=2, ensure_ascii=False))
@@ -140,11 +157,17 @@ def _check(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     """rollback import."""
     if args.company is not None:
+        if len(args.path) != 1:
+            raise InvalidInputError(
+                f"import --company takes one FOLDER, got {len(args.path)}", field="path", where="--company"
+            )
         results = [
-            import_company_folder(dsn_of(args), args.company, args.path, delete_missing=not args.keep_missing)
+            import_company_folder(
+                dsn_of(args), args.company, args.path[0], delete_missing=not args.keep_missing
+            )
         ]
     else:
-        results = import_export_dir(dsn_of(args), args.path, keep_missing=args.keep_missing)
+        results = import_export_dirs(dsn_of(args), args.path, keep_missing=args.keep_missing)
     for r in results:
         print(
             f"{r.company_id}: creds {r.creds}; keys inserted {r.inserted}, updated {r.updated}, "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 import uuid
 from collections import Counter
@@ -17,7 +19,12 @@ from bridge.errors import BridgeError, InvalidInputError, RollbackError
 from bridge.rollback import folder as fs
 from bridge.rollback.db import connect, database_error, source_info
 from bridge.rollback.manifest import CACHE_ONLY, CompanyManifest, CompanySnapshot, RunManifest, SkippedKey
+from bridge.rollback.shard import Shard
 from bridge.rollback.writer import CompanyFiles, ExportWriter, utc_now
+
+# Companies read ahead of the one being written: enough to keep the reader busy, bounded in memory.
+READ_AHEAD = 2
+SHARD_RULE = "first 8 bytes of sha256(company_id) as a big-endian integer, mod N, equals I-1"
 
 CACHE_MISSING_NOTE = (
     "keys not read or written since the cache was filled are absent; "
@@ -46,10 +53,16 @@ def export_database(
     companies: Sequence[str] | None = None,
     force: bool = False,
     skip_invalid: bool = False,
+    shard: Shard | None = None,
 ) -> RunManifest:
-    """Export every company (or the given ones) from one consistent snapshot into DIR/<company_id>/."""
+    """Export every company (or the given ones, or one shard's) from one snapshot into DIR/<company_id>/.
+
+    A reader thread fetches the next companies from PostgreSQL while this one encodes and writes.
+    """
     wanted = _validated(companies)
     run = RunManifest(run_id=_run_id(), started_at=utc_now(), source={"kind": "database", **source_info(dsn)})
+    if shard is not None:
+        run.source.update(shard=str(shard), shard_rule=SHARD_RULE)
     writer = ExportWriter(Path(out_dir), force=force, manifest=run)
     with _undone_on_failure(writer):
         t = time.perf_counter()
@@ -60,7 +73,7 @@ def export_database(
             conn.read_only = True
             try:
                 with conn.transaction():
-                    expected = _export_snapshot(conn, wanted, writer, skip_invalid)
+                    expected = _export_snapshot(conn, wanted, writer, skip_invalid, shard)
             except psycopg.Error as exc:
                 raise database_error(exc, dsn, purpose="rollback export", in_flight_write=False) from exc
         run.timings_s["read_write_s"] = time.perf_counter() - t
@@ -132,7 +145,11 @@ def _undone_on_failure(writer: ExportWriter) -> Iterator[None]:
 
 
 def _export_snapshot(
-    conn: psycopg.Connection, wanted: list[str] | None, writer: ExportWriter, skip_invalid: bool
+    conn: psycopg.Connection,
+    wanted: list[str] | None,
+    writer: ExportWriter,
+    skip_invalid: bool,
+    shard: Shard | None,
 ) -> dict[str, dict[str, int]]:
     """In the snapshot: list companies, count rows, then write each company; return the counts."""
     run = writer.manifest
@@ -163,12 +180,16 @@ def _export_snapshot(
         )
     if not found:
         raise RollbackError("export: the database holds no company (whatsapp_auth is empty)")
+    if shard is not None:
+        # An empty shard is a finished export of nothing: a fleet of N hosts must not fail on a small fleet.
+        found = [cid for cid in found if shard.holds(cid)]
     for (cid,) in conn.execute(
         "SELECT DISTINCT k.company_id FROM whatsapp_keys k WHERE (%(all)s OR k.company_id = ANY(%(ids)s)) "
         "AND NOT EXISTS (SELECT 1 FROM whatsapp_auth a WHERE a.company_id = k.company_id)",
         {"all": wanted is None, "ids": wanted or []},
     ):
-        run.missing_companies[cid] = "has keys but no creds row, so Baileys could not use a folder for it"
+        if shard is None or shard.holds(cid):
+            run.missing_companies[cid] = "has keys but no creds row, so Baileys could not use a folder for it"
     counts: dict[str, dict[str, int]] = {cid: {} for cid in found}
     for cid, key_type, n in conn.execute(
         "SELECT company_id, key_type, count(*) FROM whatsapp_keys WHERE company_id = ANY(%s) GROUP BY 1, 2",
@@ -176,15 +197,7 @@ def _export_snapshot(
     ):
         counts[cid][key_type] = n
 
-    for cid in found:
-        t = time.perf_counter()
-        creds_row = conn.execute("SELECT creds FROM whatsapp_auth WHERE company_id = %s", (cid,)).fetchone()
-        assert creds_row is not None
-        rows = conn.execute(
-            "SELECT key_type, key_id, value FROM whatsapp_keys WHERE company_id = %s "
-            "ORDER BY key_type, key_id",
-            (cid,),
-        ).fetchall()
+    for cid, creds, rows, read_s in _read_ahead(conn, found):
         company = CompanyManifest(
             company_id=cid,
             source="database",
@@ -192,10 +205,65 @@ def _export_snapshot(
             counts={},
             bytes_written=0,
             source_rows={"whatsapp_auth": 1, "whatsapp_keys": dict(sorted(counts[cid].items()))},
-            timings_s={"read_s": time.perf_counter() - t},
+            timings_s={"read_s": read_s},
         )
-        _write_company(writer, company, creds_row[0], rows, skip_invalid)
+        _write_company(writer, company, creds, rows, skip_invalid)
     return counts
+
+
+_DONE = object()
+
+
+def _read_ahead(
+    conn: psycopg.Connection, companies: list[str]
+) -> Iterator[tuple[str, Any, list[Any], float]]:
+    """Yield (company, creds, key rows, read seconds) in order; a thread reads up to READ_AHEAD ahead.
+
+    The connection belongs to the reader thread until this generator ends. While the server runs one
+    company's query on the other core, this thread encodes and writes the previous one; psycopg waits for
+    the server without the GIL. A reader error is raised here, in the caller's thread.
+    """
+    ready: queue.Queue[Any] = queue.Queue(maxsize=READ_AHEAD)
+    stop = threading.Event()
+
+    def hand_over(item: Any) -> None:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read() -> None:
+        try:
+            for cid in companies:
+                if stop.is_set():
+                    return
+                t = time.perf_counter()
+                creds_row = conn.execute(
+                    "SELECT creds FROM whatsapp_auth WHERE company_id = %s", (cid,)
+                ).fetchone()
+                assert creds_row is not None
+                rows = conn.execute(
+                    "SELECT key_type, key_id, value FROM whatsapp_keys WHERE company_id = %s "
+                    "ORDER BY key_type, key_id",
+                    (cid,),
+                ).fetchall()
+                hand_over((cid, creds_row[0], rows, time.perf_counter() - t))
+            hand_over(_DONE)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            hand_over(exc)
+
+    reader = threading.Thread(target=read, name="rollback-export-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := ready.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()  # the reader ends after its current query; the caller's transaction ends after that
+        reader.join()
 
 
 def _write_company(

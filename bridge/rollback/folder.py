@@ -56,13 +56,10 @@ def encode_file(value: Any) -> bytes:
     # Fast path, same bytes: a stored tree without any Buffer object (sessions, the bulk of an export)
     # needs no revive/replace walk, only the C encoder. A Buffer object always puts "Buffer" or "buffer"
     # in the text outside any string (inside one its quotes would be escaped), so a miss here is exact.
-    try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except TypeError:  # memory form (bytes, from the cache export): the full path below
-        pass
-    else:
-        if '"Buffer"' not in text and '"buffer"' not in text:
-            return text.encode("utf-8")
+    # Values in memory form (bytes, from the cache export) come out with Buffer objects: the full path too.
+    raw = codec.fast_dumps(value)
+    if raw is not None and b'"Buffer"' not in raw and b'"buffer"' not in raw:
+        return raw
     # revive first so that array-form or {"buffer":true} Buffers are rewritten in the canonical base64 form.
     return codec.dumps(codec.revive(value)).encode("utf-8")
 

@@ -119,6 +119,29 @@ def import_export_dir(
     return results
 
 
+def import_export_dirs(
+    dsn: str, export_dirs: Sequence[str | Path], *, keep_missing: bool = False
+) -> list[ImportResult]:
+    """Import several exports (the shards of one) in turn, each checked whole before it is written.
+
+    A company listed in two of them is refused before anything is written: they are not shards of one export.
+    """
+    roots = [Path(d) for d in export_dirs]
+    seen: dict[str, Path] = {}
+    for root in roots:
+        for cid in read_run_manifest(root)["companies"]:
+            if cid in seen:
+                raise RollbackError(
+                    f"company {cid!r} is in both {seen[cid]} and {root}: these are not shards of one export; "
+                    "nothing was written"
+                )
+            seen[cid] = root
+    results: list[ImportResult] = []
+    for root in roots:
+        results += import_export_dir(dsn, root, keep_missing=keep_missing)
+    return results
+
+
 def _write_company(
     conn: psycopg.Connection,
     dsn: str,
