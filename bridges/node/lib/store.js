@@ -1,5 +1,6 @@
 // PgStore: creds and keys of every company in whatsapp_auth / whatsapp_keys, one round trip per call, no cache.
 import pg from 'pg'
+import fs from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import { BridgeError, DATABASE_UNAVAILABLE, OUTCOME_UNKNOWN, STORE_ERROR, invalidInput } from './errors.js'
 
@@ -30,7 +31,15 @@ export function parseDsn (dsn) {
   if (typeof dsn !== 'string' || !dsn.trim()) throw invalidInput('no database DSN given', 'dsn')
   if (/^postgres(ql)?:\/\//.test(dsn)) {
     const url = new URL(dsn)
-    return { host: url.hostname, port: Number(url.port || 5432), database: url.pathname.slice(1), user: decodeURIComponent(url.username), password: decodeURIComponent(url.password) }
+    const q = url.searchParams
+    return {
+      host: url.hostname,
+      port: Number(url.port || 5432),
+      database: url.pathname.slice(1),
+      user: decodeURIComponent(url.username),
+      password: decodeURIComponent(url.password),
+      ssl: tlsSettings(q.get('sslmode'), q.get('sslrootcert'))
+    }
   }
   const out = {}
   const re = /\s*([a-z_]+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|(\S*))\s*/y
@@ -42,7 +51,37 @@ export function parseDsn (dsn) {
     out[m[1]] = m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : m[3]
     at = re.lastIndex
   }
-  return { host: out.host || 'localhost', port: Number(out.port || 5432), database: out.dbname, user: out.user, password: out.password }
+  return {
+    host: out.host || 'localhost',
+    port: Number(out.port || 5432),
+    database: out.dbname,
+    user: out.user,
+    password: out.password,
+    ssl: tlsSettings(out.sslmode, out.sslrootcert)
+  }
+}
+
+// libpq's sslmode as pg's ssl settings. No sslmode means verify-full, as for the Python bridge; modes that
+// may fall back to plain TCP (allow, prefer) are refused, so a server with TLS off is never used in clear.
+export function tlsSettings (sslmode, sslrootcert) {
+  const mode = sslmode || 'verify-full'
+  if (mode === 'disable') return false
+  if (mode === 'require') return { rejectUnauthorized: false }
+  if (mode !== 'verify-ca' && mode !== 'verify-full') {
+    throw invalidInput(`sslmode=${mode} is not supported: use disable, require, verify-ca or verify-full`, 'dsn')
+  }
+  let ca
+  if (sslrootcert) {
+    try {
+      ca = fs.readFileSync(sslrootcert, 'utf8')
+    } catch (err) {
+      throw invalidInput(`sslrootcert ${sslrootcert} cannot be read: ${err.code || err.message}`, 'dsn')
+    }
+  }
+  const ssl = { rejectUnauthorized: true, ca }
+  // verify-ca checks the chain only; verify-full also the host name (Node's default identity check).
+  if (mode === 'verify-ca') ssl.checkServerIdentity = () => undefined
+  return ssl
 }
 
 export const describe = (p) => `${p.host}:${p.port}/${p.database}`

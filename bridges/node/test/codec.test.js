@@ -1,5 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { credsWhere, decode, encode, keyWhere } from '../lib/codec.js'
 import { validateCompanyId, validateKeyIds, validateKeyType } from '../lib/ids.js'
 import { connectTimeoutMs, parseDsn } from '../lib/store.js'
@@ -34,10 +37,26 @@ test('bad input is refused as invalid_input naming what', () => {
 })
 
 test('a libpq DSN and a URL give the same settings; a malformed DSN is refused', () => {
-  const dsn = parseDsn("host=db port=6432 dbname=auth user=app password='p w'")
-  assert.deepEqual(dsn, { host: 'db', port: 6432, database: 'auth', user: 'app', password: 'p w' })
-  assert.deepEqual(parseDsn('postgresql://app:p%20w@db:6432/auth'), dsn)
+  const dsn = parseDsn("host=db port=6432 dbname=auth user=app password='p w' sslmode=disable")
+  assert.deepEqual(dsn, { host: 'db', port: 6432, database: 'auth', user: 'app', password: 'p w', ssl: false })
+  assert.deepEqual(parseDsn('postgresql://app:p%20w@db:6432/auth?sslmode=disable'), dsn)
   assert.throws(() => parseDsn('host'), /malformed DSN/)
+})
+
+test('sslmode as libpq means it: verify-full by default, a CA file read, no mode that may fall back', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twin-tls-'))
+  const ca = path.join(dir, 'ca.pem')
+  fs.writeFileSync(ca, 'CA')
+  try {
+    assert.deepEqual(parseDsn('host=db dbname=auth').ssl, { rejectUnauthorized: true, ca: undefined })
+    assert.deepEqual(parseDsn(`host=db dbname=auth sslmode=verify-full sslrootcert=${ca}`).ssl, { rejectUnauthorized: true, ca: 'CA' })
+    assert.equal(typeof parseDsn(`host=db sslmode=verify-ca sslrootcert=${ca}`).ssl.checkServerIdentity, 'function')
+    assert.deepEqual(parseDsn('host=db sslmode=require').ssl, { rejectUnauthorized: false })
+    assert.throws(() => parseDsn('host=db sslmode=prefer'), /sslmode=prefer is not supported/)
+    assert.throws(() => parseDsn(`host=db sslrootcert=${ca}.missing`), /cannot be read/)
+  } finally {
+    fs.rmSync(dir, { recursive: true })
+  }
 })
 
 test('a connect timeout under 2 s counts as 2 s, as in libpq', () => {
