@@ -29,7 +29,7 @@ bench: setup
 
 RUNS ?= 10
 repeat: setup
-	bash scripts/repeat.sh $(RUNS) $(PROFILE) $(WORKERS)
+	bash scripts/repeat.sh $(RUNS) $(PROFILE) $(WORKERS) $(NODE_SMOKE)
 
 # Every break of tests/breaks against its scenario alone (tests/ not collected): the detection table.
 detection: setup
