@@ -10,7 +10,7 @@ JUnit XML of a real run (pytest writes setup + call + teardown per test). From t
   lead the N initial chunks, and a chunk led by a long scenario gets a short one next, because the one
   test queued behind a running test cannot be stolen by an idle worker;
 - ``drill``: ``python -m reports.drill`` over one shard (or all), with that order and the profile's workers;
-- ``record``: write the durations file from one or more JUnit XML files.
+- ``record``: write the durations file from JUnit XML files or allure-results directories.
 
 The set of scenarios always comes from ``pytest --collect-only`` for the profile, never from the file: a
 scenario the file does not know is estimated at the median and still runs in exactly one shard.
@@ -160,24 +160,41 @@ def run_order(est: dict[str, float], ids: list[str], workers: int) -> list[str]:
     return [i for chunk in chunks for i in chunk]
 
 
-def record(junit_files: list[Path], profile: str, out: Path) -> dict[str, float]:
-    """Write the durations file from JUnit XML (testcase time = setup + call + teardown)."""
+def _from_junit(path: Path) -> dict[str, float]:
+    """Seconds per scenario node id from one JUnit XML file (testcase time = setup + call + teardown)."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise ShardError(f"{path}: cannot read JUnit XML ({exc})") from None
+    found = {}
+    for case in root.iter("testcase"):
+        module = case.get("classname", "").replace(".", "/") + ".py"
+        if case.find("skipped") is None and module.startswith(SCENARIOS + "/"):
+            found[f"{module}::{case.get('name')}"] = round(float(case.get("time", "0")), 1)
+    return found
+
+
+def _from_allure(results: Path) -> dict[str, float]:
+    """Seconds per scenario node id from an allure-results directory (a run cut short has no JUnit yet)."""
+    found = {}
+    for path in results.glob("*-result.json"):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        module = data.get("fullName", "").split("#")[0].replace(".", "/") + ".py"
+        if data.get("status") != "skipped" and module.startswith(SCENARIOS + "/"):
+            found[f"{module}::{data['name']}"] = round((data["stop"] - data["start"]) / 1000, 1)
+    return found
+
+
+def record(sources: list[Path], profile: str, out: Path) -> dict[str, float]:
+    """Write the durations file from JUnit XML files or allure-results directories of real runs."""
     durations: dict[str, float] = {}
-    for path in junit_files:
-        try:
-            root = ET.parse(path).getroot()
-        except (OSError, ET.ParseError) as exc:
-            raise ShardError(f"{path}: cannot read JUnit XML ({exc})") from None
-        for case in root.iter("testcase"):
-            module = case.get("classname", "").replace(".", "/") + ".py"
-            if case.find("skipped") is not None or not module.startswith(SCENARIOS + "/"):
-                continue
-            durations[f"{module}::{case.get('name')}"] = round(float(case.get("time", "0")), 1)
+    for path in sources:
+        durations.update(_from_allure(path) if path.is_dir() else _from_junit(path))
     if not durations:
-        raise ShardError(f"no scenario test cases in {', '.join(map(str, junit_files))}")
+        raise ShardError(f"no scenario test cases in {', '.join(map(str, sources))}")
     payload = {
         "profile": profile,
-        "recorded_from": "JUnit XML of a real run: testcase time = setup + call + teardown, seconds",
+        "recorded_from": "real runs (JUnit XML testcase time, or allure start to stop), seconds",
         "durations_s": dict(sorted(durations.items())),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -226,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shards", type=int, default=1, help="number of shards (default 1)")
     parser.add_argument("--shard", type=int, default=0, help="1-based shard to run (default 0: all)")
     parser.add_argument("--workers", type=int, default=0, help="xdist workers (default: the profile's)")
-    parser.add_argument("junit", nargs="*", type=Path, help="record: JUnit XML files of a real run")
-    args = parser.parse_args(argv)
+    parser.add_argument("junit", nargs="*", type=Path, help="record: JUnit XML files or allure-results dirs")
+    args = parser.parse_intermixed_args(argv)
     try:
         if args.command == "record":
             get_profile(args.profile)
