@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reports import drill, summary  # noqa: E402
+from reports import drill, html, summary  # noqa: E402
 
 
 def gather(shard_dirs: list[Path], paths: drill.Paths) -> tuple[list[dict[str, Any]], list[str]]:
@@ -83,7 +83,10 @@ def main(argv: list[str] | None = None, paths: drill.Paths | None = None) -> int
     drill_args = argparse.Namespace(
         dr_profile=args.profile, chaos_env=args.chaos_env, previous_report=args.previous_report
     )
-    drill.build_outputs(drill_args, paths, outcome, started)
+    try:
+        drill.build_outputs(drill_args, paths, outcome, started)
+    except (html.ReportError, OSError, ValueError) as exc:  # as `make drill` treats them
+        outcome.problems.append(f"{type(exc).__name__}: {exc}")
     merged = len(summary.load_results(paths.results))
     drill.say(f"merged {len(facts)} shard(s): {merged} scenario result(s)")
     code = outcome.exit_code()
