@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PROFILE ?= ci
 WORKERS ?= 2
 
-.PHONY: setup setup-drill test drill bench repeat detection lint clean
+.PHONY: setup setup-drill test drill drill-shard durations monthly-restore bench repeat detection lint clean
 
 setup:
 	@bash scripts/setup.sh test
@@ -20,9 +20,29 @@ test: setup
 	$(PY) -m pytest -n $(WORKERS) --dr-profile=$(PROFILE) tests scenarios
 	$(PY) -m pytest -n $(WORKERS) --dr-profile=$(PROFILE) --bridge node $(NODE_SMOKE)
 
+# A profile with measured durations (scripts/durations/) runs through scripts/shard.py: its workers, and
+# the longest scenarios first on every worker; the others run as before.
 # BRIDGE=node (or cmd:<command line>) runs the drill against that bridge; unset: the in-process Python bridge.
 drill: setup-drill
-	DR_BRIDGE="$(BRIDGE)" $(PY) -m reports.drill --dr-profile=$(PROFILE)
+	@if [ -f scripts/durations/$(PROFILE).json ]; then \
+		DR_BRIDGE="$(BRIDGE)" $(PY) scripts/shard.py drill --profile $(PROFILE); \
+	else \
+		DR_BRIDGE="$(BRIDGE)" $(PY) -m reports.drill --dr-profile=$(PROFILE); \
+	fi
+
+# One shard of the drill, as one job of the quarterly-dr matrix runs it: make drill-shard SHARD=2 SHARDS=3
+SHARDS ?= 3
+SHARD ?= 1
+drill-shard: setup-drill
+	$(PY) scripts/shard.py drill --profile $(PROFILE) --shards $(SHARDS) --shard $(SHARD)
+
+# Re-record the measured durations of PROFILE from the JUnit XML its drills wrote.
+durations: setup
+	$(PY) scripts/shard.py record --profile $(PROFILE) reports/out/junit-$(PROFILE)*.xml
+
+# The monthly restore drill against the regions configured in BRIDGE_BACKUP_* (see docs/BACKUP.md).
+monthly-restore: setup
+	$(PY) scripts/monthly_restore.py $(if $(SEED),--seed $(SEED))
 
 bench: setup
 	$(PY) -m benchmarks

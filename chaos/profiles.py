@@ -22,6 +22,9 @@ class Profile:
     keys_per_company: int  # keys per company in generated data sets
     hypothesis_examples: int  # examples for the fault-schedule state machine
     workload_ops_per_s: float  # workload rate per company
+    # pytest-xdist workers of the drill: scenarios at real windows mostly sleep, so a wait-bound profile
+    # runs more workers than cores, each with its own environment (and destructive ones their own cluster)
+    drill_workers: int = 2
 
     def scaled(self, factor: float) -> Profile:
         """Return the profile with every time window multiplied by factor (sizes unchanged)."""
@@ -81,6 +84,7 @@ PROFILES: dict[str, Profile] = {
         keys_per_company=1313,
         hypothesis_examples=200,
         workload_ops_per_s=20.0,
+        drill_workers=16,
     ),
 }
 

@@ -7,6 +7,7 @@ import random
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -58,6 +59,28 @@ def make_config(
         dsn=dsn,
         part_size=5 * 1024 * 1024,
     )
+
+
+def backup_env(s3_buckets: dict[str, tuple[Any, str]], key_file: Path, dsn: str) -> dict[str, str]:
+    """The backup settings as an operator sets them: targets, per-region credentials, key file, database."""
+    env = {"BRIDGE_BACKUP_KEY_FILE": str(key_file), "BRIDGE_BACKUP_DSN": dsn, "BRIDGE_BACKUP_S3_TIMEOUT": "5"}
+    targets = []
+    for region, (endpoint, bucket) in sorted(s3_buckets.items()):
+        targets.append(
+            f"name={region},endpoint={endpoint.endpoint_url},bucket={bucket},region={endpoint.region_name}"
+        )
+        prefix = f"BRIDGE_BACKUP_{region.upper().replace('-', '_')}"
+        env[f"{prefix}_ACCESS_KEY_ID"] = endpoint.access_key_id
+        env[f"{prefix}_SECRET_ACCESS_KEY"] = endpoint.secret_access_key
+    env["BRIDGE_BACKUP_TARGETS"] = ";".join(targets)
+    return env
+
+
+def new_key_file(path: Path) -> Path:
+    """A new backup key file, mode 0600."""
+    path.touch(mode=0o600)
+    path.write_text(BackupKey.generate().material.hex() + "\n")
+    return path
 
 
 def only_region(config: BackupConfig, region: str) -> BackupConfig:

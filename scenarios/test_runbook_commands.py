@@ -29,7 +29,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bridge import codec, fsformat
-from bridge.backup.config import BackupKey, get_config
+from bridge.backup.config import get_config
 from bridge.backup.create import create_backup
 from bridge.backup.pgtools import drop_database
 from bridge.events import DEGRADED, RECOVERED
@@ -43,6 +43,7 @@ from chaos.toxiproxy import FaultSession
 from environment.env import APP_ROLE, AuthDatabase, S3Buckets
 from environment.runbook import PROJECT_ROOT, BlockRun, Runbook, RunbookRunner
 from reports.context import DR
+from scenarios.backup_support import backup_env, new_key_file
 from scenarios.cache_support import bridge_config, probe_bound
 from scenarios.export_support import differing_keys, folder_digests, seed_companies
 from scenarios.tls_support import TLS_STORY
@@ -308,7 +309,7 @@ def test_runbook_restore_from_backup_works_when_database_corrupted(
     company = companies[0]
     restore_db = f"restored_{auth_db.name}"
     restored_admin = auth_db.server.superuser_dsn(restore_db)
-    backup_env = _backup_env(s3_buckets, _key_file(tmp_path / "backup.key"), auth_db.admin_dsn)
+    settings = backup_env(s3_buckets, new_key_file(tmp_path / "backup.key"), auth_db.admin_dsn)
     runner = RunbookRunner(
         RUNBOOK,
         {
@@ -319,7 +320,7 @@ def test_runbook_restore_from_backup_works_when_database_corrupted(
             "RESTORED_ADMIN_DSN": restored_admin,
             "RESTORED_DSN": make_conninfo(auth_db.dsn, dbname=restore_db),
             "APP_ROLE": APP_ROLE,
-            **backup_env,
+            **settings,
         },
         timeout_s=profile.restore_budget_s,
     )
@@ -335,7 +336,7 @@ def test_runbook_restore_from_backup_works_when_database_corrupted(
             with PgAuthStore(auth_db.dsn) as store:
                 seed_companies(store, companies, profile.keys_per_company, seed=SEED)
             before = {c: read_db(c) for c in companies}
-            backup = create_backup(get_config(env=backup_env))
+            backup = create_backup(get_config(env=settings))
             require_steady(not backup.degraded, "a complete backup in both regions", backup.to_dict())
             healthy = runner.run("health")
             expect([claim("health exits 0 while the database answers", _exit_problems(healthy, 0))])
@@ -523,28 +524,6 @@ def _expect_story_ran(runner: RunbookRunner, story: tuple[str, ...]) -> None:
             ),
         ]
     )
-
-
-def _backup_env(s3_buckets: dict[str, tuple[Any, str]], key_file: Path, dsn: str) -> dict[str, str]:
-    """The backup settings as an operator sets them: targets, per-region credentials, key file, database."""
-    env = {"BRIDGE_BACKUP_KEY_FILE": str(key_file), "BRIDGE_BACKUP_DSN": dsn, "BRIDGE_BACKUP_S3_TIMEOUT": "5"}
-    targets = []
-    for region, (endpoint, bucket) in sorted(s3_buckets.items()):
-        targets.append(
-            f"name={region},endpoint={endpoint.endpoint_url},bucket={bucket},region={endpoint.region_name}"
-        )
-        prefix = f"BRIDGE_BACKUP_{region.upper().replace('-', '_')}"
-        env[f"{prefix}_ACCESS_KEY_ID"] = endpoint.access_key_id
-        env[f"{prefix}_SECRET_ACCESS_KEY"] = endpoint.secret_access_key
-    env["BRIDGE_BACKUP_TARGETS"] = ";".join(targets)
-    return env
-
-
-def _key_file(path: Path) -> Path:
-    """A new backup key file, mode 0600."""
-    path.touch(mode=0o600)
-    path.write_text(BackupKey.generate().material.hex() + "\n")
-    return path
 
 
 def _first_key(admin_dsn: str, company: str, key_type: str) -> str:

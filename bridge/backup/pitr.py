@@ -16,6 +16,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bridge.backup.catalog import MANIFEST, backup_key, list_backups
-from bridge.backup.config import BackupConfig
+from bridge.backup.config import BackupConfig, BackupKey
 from bridge.backup.crypto import decrypt_chunks
 from bridge.backup.errors import BackupError, RecoveryError, VerificationError, WalGapError
 from bridge.backup.manifest import Manifest, object_context
@@ -127,21 +128,28 @@ class PitrResult:
         return d
 
 
-def choose_base(config: BackupConfig, store: RegionStore, target: datetime) -> Manifest:
-    """Return the manifest of the newest complete base backup that finished before target."""
+def base_manifests(
+    config: BackupConfig, store: RegionStore, *, created_before: datetime | None = None
+) -> Iterator[Manifest]:
+    """Manifests of the complete base backups of a region, newest first (optionally created before)."""
     key = config.require_key()
     for entry in reversed(list_backups(store, config.prefix, "base", with_validation=False)):
-        if not entry.complete or entry.created > target:
+        if not entry.complete or (created_before is not None and entry.created > created_before):
             continue
         raw = require_backup(
             store, backup_key(config.prefix, "base", entry.backup_id, MANIFEST), entry.backup_id
         )
-        manifest = Manifest.from_bytes(
+        yield Manifest.from_bytes(
             raw,
             key,
             expected_id=entry.backup_id,
             where=f"manifest of base backup {entry.backup_id} in region {store.name}",
         )
+
+
+def choose_base(config: BackupConfig, store: RegionStore, target: datetime) -> Manifest:
+    """Return the manifest of the newest complete base backup that finished before target."""
+    for manifest in base_manifests(config, store, created_before=target):
         if datetime.fromisoformat(manifest.finished_at) <= target:
             return manifest
     raise RecoveryError(
@@ -321,25 +329,30 @@ def _fetch_wal(
     timeline = start[:8]
     wanted = sorted(n for n in names if (n[:8] == timeline and n[:24] >= start) or n.endswith(".history"))
     for name in wanted:
-        object_key = f"{config.prefix}/wal/{name}.enc"
-        expected = store.metadata(object_key).get("sha256")
-        with tempfile.TemporaryFile() as tmp:
-            sha, _ = store.download(object_key, tmp)
-            if expected and sha != expected:
-                raise VerificationError(
-                    f"WAL file {name} in region {store.name} has SHA256 {sha}, recorded "
-                    f"{expected}: corrupted",
-                    reason="checksum_mismatch",
-                    region=store.name,
-                )
-            tmp.seek(0)
-            with (wal_dir / name).open("wb") as out:
-                for chunk in decrypt_chunks(
-                    key, tmp, expected_context=f"wal:{name}", what=f"WAL file {name}"
-                ):
-                    out.write(chunk)
+        fetch_wal_file(config, store, name, wal_dir / name, key=key)
     _chown_tree(wal_dir)
     return len(wanted)
+
+
+def fetch_wal_file(
+    config: BackupConfig, store: RegionStore, name: str, out_path: Path, *, key: BackupKey | None = None
+) -> None:
+    """Download one archived WAL file, check its recorded SHA256, decrypt it into out_path."""
+    key = key or config.require_key()
+    object_key = f"{config.prefix}/wal/{name}.enc"
+    expected = store.metadata(object_key).get("sha256")
+    with tempfile.TemporaryFile() as tmp:
+        sha, _ = store.download(object_key, tmp)
+        if expected and sha != expected:
+            raise VerificationError(
+                f"WAL file {name} in region {store.name} has SHA256 {sha}, recorded {expected}: corrupted",
+                reason="checksum_mismatch",
+                region=store.name,
+            )
+        tmp.seek(0)
+        with out_path.open("wb") as out:
+            for chunk in decrypt_chunks(key, tmp, expected_context=f"wal:{name}", what=f"WAL file {name}"):
+                out.write(chunk)
 
 
 def _verify_files(config: BackupConfig, data_dir: Path) -> None:
