@@ -22,7 +22,6 @@ from reports.redact import register_secret, scan_for_secrets
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXIT_OK, EXIT_TARGET_MISSED, EXIT_RUN_PROBLEM = 0, 1, 2
-LOCAL_SIGNING_KEY = REPO_ROOT / ".run" / "evidence-signing-key.pem"  # git-ignored, never packed
 _SECRET_ENV = re.compile(r"(PASSWORD|SECRET|TOKEN|_KEY$|_DSN$|CHAT_ID$)")
 _DSN_PASSWORD = re.compile(r"(?:password\s*=\s*'?([^'\s]+)|://[^:/@\s]*:([^@\s]+)@)")
 # A Sentry DSN has no password: its secret is the key before the host (https://<key>@host/project).
@@ -132,7 +131,7 @@ def build_outputs(args: argparse.Namespace, paths: Paths, outcome: DrillOutcome,
         write_run_metadata(
             paths.results, {"profile": args.dr_profile, "backend": args.chaos_env or "default"}
         )
-    key, key_origin = _signing_key()
+    key, key_origin = signing.signing_key()
     previous = Path(args.previous_report) if args.previous_report else paths.history
     carried = html.generate(paths.results, paths.html, previous=previous)
     say(f"HTML report: {paths.html / 'index.html'} (history {'carried over' if carried else 'starts here'})")
@@ -198,14 +197,6 @@ def build_outputs(args: argparse.Namespace, paths: Paths, outcome: DrillOutcome,
         else:
             say(f"note: {line}: an exception message quoted it")
     _evidence_pack(paths, drill_summary, links, outcome, started, single, key)
-
-
-def _signing_key() -> tuple[signing.Ed25519PrivateKey, str]:
-    """The configured signing key, else this checkout's own (created once); and where it came from."""
-    key = signing.load_signing_key()
-    if key is not None:
-        return key, "configured"
-    return signing.local_key(LOCAL_SIGNING_KEY), "this checkout's local key: configure one for CI"
 
 
 def _banner(view: dict[str, Any], fingerprint: str) -> str:

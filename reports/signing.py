@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 SIGNATURE = "SIGNATURE.json"
 APPROVALS = "approvals"
 KEY_FILE_ENV, KEY_ENV = "DR_EVIDENCE_SIGNING_KEY_FILE", "DR_EVIDENCE_SIGNING_KEY"
+LOCAL_KEY = Path(__file__).resolve().parent.parent / ".run" / "evidence-signing-key.pem"  # git-ignored
 
 
 class SigningKeyError(ValueError):
@@ -87,6 +88,14 @@ def local_key(path: Path) -> Ed25519PrivateKey:
     finally:
         draft.unlink()
     return _parse_key(path.read_bytes(), str(path))
+
+
+def signing_key(local: Path = LOCAL_KEY) -> tuple[Ed25519PrivateKey, str]:
+    """The configured signing key, else this checkout's own (created once); and where it came from."""
+    key = load_signing_key()
+    if key is not None:
+        return key, "configured"
+    return local_key(local), "this checkout's local key: configure one for CI"
 
 
 def _raw_public(key: Ed25519PublicKey) -> bytes:

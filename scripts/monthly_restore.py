@@ -45,7 +45,8 @@ from bridge.backup.pitr import base_manifests, fetch_wal_file, restore_to_time  
 from bridge.backup.s3 import RegionStore  # noqa: E402
 from bridge.backup.validate import pick_region  # noqa: E402
 from bridge.backup.wal import remote_wal_names  # noqa: E402
-from reports import evidence  # noqa: E402
+from reports import evidence, signing  # noqa: E402
+from reports.meta import run_actor  # noqa: E402
 from reports.redact import redact_text, register_secret, scan_for_secrets  # noqa: E402
 
 WINDOW = timedelta(hours=24)
@@ -165,11 +166,15 @@ def write_outputs(out: Path, report: dict[str, Any], pack_root: Path) -> Path:
     findings = scan_for_secrets(out, [os.environ.get(k, "") for k in os.environ if _secret_name(k)])
     if findings:
         raise DrillFailed(f"secret found in the report: {[f.label for f in findings]}")
+    key, _ = signing.signing_key()
+    signer = {**run_actor(), "run_id": f"monthly-restore-{report['started']}", "started": report["started"]}
     pack = evidence.build_pack(
         pack_root / f"monthly-restore-{report['started'].replace(':', '')}",
         {p.name: p for p in (out / "monthly-restore.json", out / "monthly-restore.md")},
+        key=key,
+        signer=signer,
     )
-    problems = evidence.verify_pack(pack)
+    problems = evidence.verify_pack(pack, fingerprint=signing.fingerprint(key))
     if problems:
         raise DrillFailed(f"evidence pack does not verify: {problems}")
     return pack
