@@ -26,6 +26,7 @@ from bridge.cache import CacheEntry, CacheKey, Clock, SystemClock, TTLCache, is_
 from bridge.config import BridgeConfig
 from bridge.db import Probe
 from bridge.errors import (
+    CAUSE_CERT_INVALID,
     CacheExpiredError,
     CacheMissError,
     CorruptedKeyError,
@@ -300,8 +301,16 @@ class ResilientStore:
             self._failures += 1
             if self._state is BridgeState.HEALTHY and self._failures >= self.failures_to_degrade:
                 self._enter_degraded(str(exc), cause=exc.cause)
-            elif self._state is not BridgeState.HEALTHY and exc.cause and exc.cause != self._cause:
-                self._diagnosed(str(exc), exc.cause)
+            elif self._state is not BridgeState.HEALTHY and self._better_cause(exc.cause):
+                self._diagnosed(str(exc), exc.cause or "")
+
+    def _better_cause(self, cause: str | None) -> bool:
+        """True if cause says more than the one known: a new cause, but never the bare "certificate
+        verify failed" of a diagnosis that could not tell which check failed (its own handshake timed out
+        under load, say) over a cause already named."""
+        if not cause or cause == self._cause:
+            return False
+        return not (cause == CAUSE_CERT_INVALID and self._cause is not None)
 
     def _diagnosed(self, reason: str, cause: str) -> None:
         """While read-only, the cause became known (a query failed first, the probe then said why).

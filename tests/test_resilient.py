@@ -22,6 +22,9 @@ from bridge.cache import CacheEntry, ManualClock, TTLCache
 from bridge.config import BridgeConfig
 from bridge.db import parse_dsn
 from bridge.errors import (
+    CAUSE_CERT_EXPIRED,
+    CAUSE_CERT_INVALID,
+    CAUSE_UNKNOWN_CA,
     CacheExpiredError,
     CacheMissError,
     DatabaseUnavailableError,
@@ -32,6 +35,7 @@ from bridge.errors import (
 from bridge.events import (
     CACHE_REFRESHED,
     DEGRADED,
+    DIAGNOSED,
     RECOVERED,
     STARTED,
     STOPPED,
@@ -407,6 +411,18 @@ def test_bridge_started_while_database_is_down_degrades_on_the_first_probe(
             assert str(auth_db.proxy.listen_port) in event.details["reason"]
         finally:
             bridge.close()
+
+
+def test_a_named_cause_is_not_replaced_by_a_diagnosis_that_could_not_tell(auth_db: Any, profile: Any) -> None:
+    """A later diagnosis that only says "certificate verify failed" keeps the cause already named."""
+    bridge = ResilientStore.from_config(make_config(auth_db, profile, probe_interval_s=3600))
+    try:
+        for cause in (CAUSE_UNKNOWN_CA, CAUSE_UNKNOWN_CA, CAUSE_CERT_INVALID, CAUSE_CERT_EXPIRED):
+            bridge._on_failure(DatabaseUnavailableError(f"probe: database unavailable: {cause}", cause=cause))
+        causes = [e.details["cause"] for e in bridge.events.events() if e.kind in (DEGRADED, DIAGNOSED)]
+        assert causes == [CAUSE_UNKNOWN_CA, CAUSE_CERT_EXPIRED]
+    finally:
+        bridge.close()
 
 
 # Each call is held on a lock while the bridge degrades and recovers: (lock taken, its table, the call).
