@@ -288,6 +288,12 @@ def _check_case(
     except BrowserError:
         check.problems.append(f"{case['name']}: page does not show {page.evaluate(missing)}")
     for attachment in case["timelines"]:
+        if "uid" not in attachment:  # Allure lists an attachment whose file was missing without a uid
+            check.problems.append(
+                f"{case['name']}: its timeline {attachment.get('name')!r} has no file in the report "
+                f"(source {attachment.get('source')!r} missing from allure-results)"
+            )
+            continue
         row = f'.attachment-row[data-uid="{attachment["uid"]}"]'
         page.wait_for(f"!!document.querySelector('{row}')", what=f"the timeline row of {case['name']}")
         page.evaluate(f"document.querySelector('{row}').click()")

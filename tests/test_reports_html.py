@@ -175,3 +175,15 @@ def test_browser_leaves_no_process_or_profile_behind() -> None:
     assert _group_pids(proc.pid) == []
     assert profile is not None and not os.path.exists(profile)
     browser.close()
+
+
+def test_browser_check_names_a_timeline_whose_file_is_missing(results: Path, tmp_path: Path) -> None:
+    """A timeline listed in a result whose file is gone is a named problem, not a crash of the check."""
+    for png in results.glob("*-attachment.png"):
+        png.unlink()
+        break
+    report = tmp_path / "html"
+    generate(results, report)
+    check = check_report(report, count_statuses(load_results(results)), tmp_path / "shots")
+    assert not check.ok
+    assert any("has no file in the report" in p and "missing from allure-results" in p for p in check.problems)
