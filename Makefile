@@ -23,9 +23,10 @@ test: setup
 # A profile with measured durations (scripts/durations/) runs through scripts/shard.py: its workers, and
 # the longest scenarios first on every worker; the others run as before.
 # BRIDGE=node (or cmd:<command line>) runs the drill against that bridge; unset: the in-process Python bridge.
+# DRILL_WORKERS=N overrides the profile's drill workers (a machine with more or fewer cores).
 drill: setup-drill
 	@if [ -f scripts/durations/$(PROFILE).json ]; then \
-		DR_BRIDGE="$(BRIDGE)" $(PY) scripts/shard.py drill --profile $(PROFILE); \
+		DR_BRIDGE="$(BRIDGE)" $(PY) scripts/shard.py drill --profile $(PROFILE) $(if $(DRILL_WORKERS),--workers $(DRILL_WORKERS)); \
 	else \
 		DR_BRIDGE="$(BRIDGE)" $(PY) -m reports.drill --dr-profile=$(PROFILE); \
 	fi
