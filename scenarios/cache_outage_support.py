@@ -282,7 +282,7 @@ class _Scenario:
             early = self.next_event(RECOVERED, until=end)  # holds the outage until its planned end
             verdicts.append(claim(NO_EARLY_RECOVERY, [_describe(early)] if early else []))
             if self.short:
-                verdicts.append(claim(NOT_ESCALATED, [_describe(escalated)] if escalated else []))
+                verdicts.append(claim(NOT_ESCALATED, [_describe(e) for e in self.early([escalated])]))
             else:
                 verdicts += self.escalation(escalated)
             self.measure("reads_served_from_cache", self.cache_served_reads())
@@ -339,10 +339,16 @@ class _Scenario:
         # The short claim needs the planned short outage: a crash may outlast it (the kill waits for every
         # backend to exit, the restart replays WAL), and that run is then no evidence either way. Two probe
         # intervals of slack absorb the fault calls themselves (Toxiproxy's API, signals) on a busy runner.
-        as_planned = self.t_healed - self.t_fault <= self.outage_s + 2 * self.interval
+        held_short = self.t_healed - self.t_fault <= self.outage_s + 2 * self.interval
         escalations = [e for e in run.events if e.kind == UNAVAILABLE]
-        if self.short and as_planned:
-            run.verdicts.append(claim(NOT_ESCALATED, [_describe(e) for e in escalations]))
+        # Creds confirmed long before the fault (a starved steady state) may outlive the TTL within even a
+        # short outage, and escalating then is right: such a run is no evidence for the short claim either.
+        # An escalation before any cached creds could be that old is a violation in every run.
+        early = self.early(escalations)
+        aged = [e for e in escalations if e not in early]
+        as_planned = held_short and not aged
+        if self.short:
+            run.verdicts.append(claim(NOT_ESCALATED, [_describe(e) for e in early]))
         if self.short:  # how long the cache carried the sessions: until escalation, else until recovery
             last = escalations[0] if escalations else [e for e in run.events if e.kind == RECOVERED][-1]
             # At least until the heal began: the database may answer before the heal call returns (pg_ctl
@@ -356,7 +362,7 @@ class _Scenario:
         self.dr.attach_timeline(history)
         expect(run.verdicts)
         self.dr.assert_targets_met()
-        if self.short and not as_planned:
+        if self.short and not held_short:
             pytest.skip(
                 f"the {self.case.shape.name} outage lasted {self.t_healed - self.t_fault:.2f}s (held "
                 f"{self.t_heal - self.t_fault:.2f}s, healing took {self.t_healed - self.t_heal:.2f}s), "
@@ -364,6 +370,19 @@ class _Scenario:
                 f"shape cannot produce a short outage at the {self.ttl:g}s TTL of this profile; every other "
                 "claim held"
             )
+        if self.short and aged:
+            first = _first_possible_expiry(self.history, self.t_fault, self.ttl)
+            pytest.skip(
+                f"the oldest cached creds were confirmed {self.t_fault - (first - self.ttl):.2f}s before "
+                f"the fault, so they could outlive the {self.ttl:g}s TTL {first - self.t_fault:.2f}s into the "
+                f"{self.outage_s:.2f}s outage, and the bridge rightly escalated then ({_describe(aged[0])}): "
+                "this run is no evidence for the short claim; every other claim held"
+            )
+
+    def early(self, escalations: list[BridgeEvent | None]) -> list[BridgeEvent]:
+        """The escalations before any cached creds could be older than the TTL: always a violation."""
+        first = _first_possible_expiry(self.history, self.t_fault, self.ttl)
+        return [e for e in escalations if e is not None and e.at_monotonic < first]
 
     # -- claims of this scenario ------------------------------------------------------------------
 

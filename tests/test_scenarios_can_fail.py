@@ -17,6 +17,7 @@ import pytest
 
 from bridge.cache import CacheEntry, CacheKey
 from bridge.errors import DatabaseUnavailableError
+from bridge.events import UNAVAILABLE
 from bridge.resilient import BridgeState, ResilientStore
 from chaos.checkers import ACK_LOST, CACHE_SERVED, CLAIM_VIOLATED, REFUSED_APPLIED, STALE_READ, WRITES_REFUSED
 from chaos.outages import OUTAGES
@@ -27,6 +28,7 @@ from scenarios.cache_outage_support import (
     ESCALATED,
     EXPIRED_REFUSED,
     LONG,
+    NOT_ESCALATED,
     SHORT,
     outage_case,
     run_cache_outage,
@@ -85,6 +87,22 @@ class NoEscalation(ResilientStore):
 
     def _check_survival_window(self) -> None:
         pass
+
+
+class EscalatesEarly(ResilientStore):
+    """Broken: the survival window is judged against a quarter of the TTL, so an outage shorter than the
+    TTL escalates (reads are still served from the cache until the TTL)."""
+
+    def _check_survival_window(self) -> None:
+        with self._lock:
+            if self._state is not BridgeState.DEGRADED:
+                return
+            oldest = max((self.cache.age(e) for k, e in self.cache.items() if k[0] == "creds"), default=0.0)
+            if oldest > self.cache.ttl_s / 4:
+                self._state = BridgeState.UNAVAILABLE
+                self.events.emit(
+                    UNAVAILABLE, self.clock.monotonic(), oldest_age_s=oldest, ttl_s=self.cache.ttl_s
+                )
 
 
 class AcksBeforeCommit(ResilientStore):
@@ -149,6 +167,7 @@ CACHE_CASES = [
     pytest.param(AppliesRefusedWritesLater, SHORT, REFUSED_APPLIED, id="refused-writes-applied-later"),
     pytest.param(TTLNotEnforced, LONG, STALE_READ, id="ttl-not-enforced"),
     pytest.param(NoEscalation, LONG, ESCALATED, id="no-escalation"),
+    pytest.param(EscalatesEarly, SHORT, NOT_ESCALATED, id="escalates-before-the-ttl"),
     pytest.param(AcksBeforeCommit, SHORT, ACK_LOST, id="acknowledged-before-commit"),
 ]
 
