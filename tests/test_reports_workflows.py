@@ -153,8 +153,12 @@ def test_quarterly_has_dispatch_inputs_and_optional_external_staging() -> None:
         "CHAOS_EXTERNAL_TOXIPROXY_URL",
         "CHAOS_EXTERNAL_S3_A_URL",
         "CHAOS_EXTERNAL_S3_B_URL",
+        "CHAOS_EXTERNAL_PG_CA_PEM",
     ):
         assert f"secrets.{var}" in env[var] and "inputs.target == 'external'" in env[var]
+    # verify-full against staging: its CA reaches the suite as the file CHAOS_PG_SSLROOTCERT names
+    ca_steps = [s for s in job["steps"] if "CHAOS_PG_SSLROOTCERT=" in s.get("run", "")]
+    assert len(ca_steps) == 1 and ca_steps[0]["if"] == "env.CHAOS_ENV == 'external'"
     text = (WORKFLOWS / "quarterly-dr.yml").read_text()
     assert 'echo "$CHAOS_EXTERNAL' not in text and "set -x" not in text
 
