@@ -13,8 +13,7 @@ measure makes it fail, naming the violated claim.
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -24,9 +23,9 @@ import pytest
 from bridge.alert_queue import QueuedSink
 from bridge.alert_sinks import TelegramSink
 from bridge.errors import BridgeError
-from bridge.events import DEGRADED, RECOVERED, UNAVAILABLE, BridgeEvent, EventLog
+from bridge.events import DEGRADED, RECOVERED, UNAVAILABLE, BridgeEvent
 from bridge.health import HealthMonitor
-from bridge.resilient import BridgeState, ResilientStore
+from bridge.resilient import ResilientStore
 from chaos.checkers import (
     Verdict,
     check_all,
@@ -43,7 +42,7 @@ from chaos.checkers import (
 )
 from chaos.driver import Bridge, BridgeFactory
 from chaos.errors import RecoveryTimeout
-from chaos.history import CREDS, OK, History
+from chaos.history import OK, History
 from chaos.observer import Measurement
 from chaos.outages import OutageShape, OutageTarget
 from chaos.profiles import Profile
@@ -54,6 +53,14 @@ from chaos.workload import BaileysWorkload
 from environment.alert_receivers import AlertReceiver
 from environment.env import AuthDatabase
 from reports.context import DR
+from scenarios.cache_outage_history import (
+    describe_event,
+    first_possible_expiry,
+    healthy_and_writing,
+    next_event_until,
+    reopen_sessions,
+    steady_problems,
+)
 from scenarios.cache_support import bridge_config, history_jsonl, probe_bound, verdicts_json
 from scenarios.health_support import MTTD_TARGET_S
 
@@ -191,7 +198,7 @@ class _Scenario:
 
     def next_event(self, kind: str, *, until: float) -> BridgeEvent | None:
         """The first event of kind since the phase began, waiting until the clock reaches until."""
-        return _next_event(self.bridge.events, kind, until=until, after=self.seen)
+        return next_event_until(self.bridge.events, kind, until=until, after=self.seen)
 
     def rehearse(self) -> None:
         """For the short outage, inject and heal once before the bridge starts, timing the heal (the
@@ -223,7 +230,7 @@ class _Scenario:
             for company in self.companies:  # every session's creds confirmed just before the fault
                 with contextlib.suppress(BridgeError):  # a failure is in the history: judged just below
                     self.workload.open_session(company)
-            expect_steady([claim(STEADY, _steady_problems(self.bridge, self.history))])
+            expect_steady([claim(STEADY, steady_problems(self.bridge, self.history))])
 
     def inject(self) -> None:
         """Start the outage; the bridge notices it within the probe bound."""
@@ -269,7 +276,7 @@ class _Scenario:
         with self.dr.phase(
             "observe", f"sessions reopen during a {self.outage_s:.2f}s outage ({self.case.factor:g} x TTL)"
         ):
-            _reopen_sessions(self.workload, save=True)
+            reopen_sessions(self.workload, save=True)
             windows = read_only_windows(self.bridge.events.events())
             verdicts = [
                 exercised(
@@ -280,9 +287,9 @@ class _Scenario:
             ]
             escalated = self.next_event(UNAVAILABLE, until=end)
             early = self.next_event(RECOVERED, until=end)  # holds the outage until its planned end
-            verdicts.append(claim(NO_EARLY_RECOVERY, [_describe(early)] if early else []))
+            verdicts.append(claim(NO_EARLY_RECOVERY, [describe_event(early)] if early else []))
             if self.short:
-                verdicts.append(claim(NOT_ESCALATED, [_describe(e) for e in self.early([escalated])]))
+                verdicts.append(claim(NOT_ESCALATED, [describe_event(e) for e in self.early([escalated])]))
             else:
                 verdicts += self.escalation(escalated)
             self.measure("reads_served_from_cache", self.cache_served_reads())
@@ -317,7 +324,7 @@ class _Scenario:
                 unit="s",
             )
             wait_until(
-                lambda: _healthy_and_writing(self.bridge, self.history),
+                lambda: healthy_and_writing(self.bridge, self.history),
                 timeout=self.patience,
                 what="the bridge healthy and a write acknowledged after its last recovery",
             )
@@ -348,7 +355,7 @@ class _Scenario:
         aged = [e for e in escalations if e not in early]
         as_planned = held_short and not aged
         if self.short:
-            run.verdicts.append(claim(NOT_ESCALATED, [_describe(e) for e in early]))
+            run.verdicts.append(claim(NOT_ESCALATED, [describe_event(e) for e in early]))
         if self.short:  # how long the cache carried the sessions: until escalation, else until recovery
             last = escalations[0] if escalations else [e for e in run.events if e.kind == RECOVERED][-1]
             # At least until the heal began: the database may answer before the heal call returns (pg_ctl
@@ -371,17 +378,18 @@ class _Scenario:
                 "claim held"
             )
         if self.short and aged:
-            first = _first_possible_expiry(self.history, self.t_fault, self.ttl)
+            first = first_possible_expiry(self.history, self.t_fault, self.ttl)
             pytest.skip(
                 f"the oldest cached creds were confirmed {self.t_fault - (first - self.ttl):.2f}s before "
-                f"the fault, so they could outlive the {self.ttl:g}s TTL {first - self.t_fault:.2f}s into the "
-                f"{self.outage_s:.2f}s outage, and the bridge rightly escalated then ({_describe(aged[0])}): "
-                "this run is no evidence for the short claim; every other claim held"
+                f"the fault, so they could outlive the {self.ttl:g}s TTL {first - self.t_fault:.2f}s "
+                f"into the {self.outage_s:.2f}s outage, and the bridge rightly escalated then "
+                f"({describe_event(aged[0])}): this run is no evidence for the short claim; every other "
+                "claim held"
             )
 
-    def early(self, escalations: list[BridgeEvent | None]) -> list[BridgeEvent]:
+    def early(self, escalations: Sequence[BridgeEvent | None]) -> list[BridgeEvent]:
         """The escalations before any cached creds could be older than the TTL: always a violation."""
-        first = _first_possible_expiry(self.history, self.t_fault, self.ttl)
+        first = first_possible_expiry(self.history, self.t_fault, self.ttl)
         return [e for e in escalations if e is not None and e.at_monotonic < first]
 
     # -- claims of this scenario ------------------------------------------------------------------
@@ -432,14 +440,14 @@ class _Scenario:
                 problems.append(
                     f"escalated {late:.3f}s after the TTL (allowed: one probe interval, {self.interval:g}s)"
                 )
-            first = _first_possible_expiry(self.history, self.t_fault, self.ttl)
+            first = first_possible_expiry(self.history, self.t_fault, self.ttl)
             if escalated.at_monotonic < first:
                 problems.append(
                     f"escalated at {escalated.at_monotonic:.3f}, before any cached creds could outlive the "
                     f"TTL ({first:.3f})"
                 )
         before = len(self.history)
-        _reopen_sessions(self.workload, save=False)  # now > t_fault + TTL: every cached creds is too old
+        reopen_sessions(self.workload, save=False)  # now > t_fault + TTL: every cached creds is too old
         reads = [op for op in self.history.ops()[before:] if op.call == "get_creds"]
         served = [
             f"{op.company_id} creds served {op.invoke_s - self.t_fault:.2f}s into the outage"
@@ -452,60 +460,3 @@ class _Scenario:
         cache_only = intersect(read_only_windows(events), [(self.t_fault, self.dr.clock())])
         stale = no_stale_read_past_ttl(self.history, ttl_s=self.ttl, cache_only=cache_only)
         return [claim(ESCALATED, problems), claim(EXPIRED_REFUSED, served, checked=len(reads)), stale]
-
-
-# -- helpers --------------------------------------------------------------------------------------
-
-
-def _reopen_sessions(workload: BaileysWorkload, *, save: bool) -> None:
-    """What reconnecting sockets do: read creds, decrypt, maybe save creds; errors are recorded outcomes."""
-    actions: list[Callable[[str], None]] = [workload.open_session, workload.decrypt]
-    if save:
-        actions.append(workload.save_creds)
-    for company in workload.companies:
-        for action in actions:
-            with contextlib.suppress(BridgeError):
-                action(company)
-
-
-def _next_event(events: EventLog, kind: str, *, until: float, after: int) -> BridgeEvent | None:
-    """The first event of kind at index >= after, waiting until time.monotonic() reaches until, else None."""
-    try:
-        return events.wait_for(kind, timeout_s=max(0.0, until - time.monotonic()), after=after)
-    except TimeoutError:
-        return None
-
-
-def _describe(event: BridgeEvent | None) -> str:
-    """One line for an event in a violation."""
-    if event is None:
-        return "none"
-    return f"'{event.kind}' at {event.at_monotonic:.3f} {event.details}"
-
-
-def _steady_problems(bridge: Bridge, history: History) -> list[str]:
-    """What keeps the run from being in its steady state."""
-    problems = [f"bridge is {bridge.state.value}"] if bridge.state is not BridgeState.HEALTHY else []
-    problems += [f"bridge event before the fault: {_describe(e)}" for e in bridge.events.events(DEGRADED)]
-    failed = [op for op in history.ops() if op.outcome not in (OK, None)]  # None: still running
-    return problems + [f"op {op.op_id} {op.call} {op.outcome}: {op.error}" for op in failed[:5]]
-
-
-def _first_possible_expiry(history: History, t_fault: float, ttl: float) -> float:
-    """The earliest moment some cached creds could be older than the TTL: the oldest company's last
-    confirmation before the fault (an ok creds call, answered by the database in the steady state) + TTL."""
-    last: dict[str, float] = {}
-    for op in history.ops():
-        done_before = op.outcome == OK and op.complete_s is not None and op.complete_s < t_fault
-        if done_before and ((CREDS, "") in op.reads or (CREDS, "") in op.writes):
-            last[op.company_id] = max(last.get(op.company_id, op.invoke_s), op.invoke_s)
-    return min(last.values(), default=t_fault) + ttl
-
-
-def _healthy_and_writing(bridge: Bridge, history: History) -> bool:
-    """True when the bridge is healthy and a write invoked after its last recovery was acknowledged."""
-    if bridge.state is not BridgeState.HEALTHY:
-        return False
-    last = bridge.events.events(RECOVERED)
-    since = last[-1].at_monotonic if last else 0.0
-    return any(op.write and op.outcome == OK and op.invoke_s > since for op in history.ops())
