@@ -146,10 +146,12 @@ def run_order(est: dict[str, float], ids: list[str], workers: int) -> list[str]:
     heads, rest = ordered[: len(sizes)], ordered[len(sizes) :]
     chunks = [[h] for h in heads]
     shortest = sorted(rest, key=lambda i: (est[i], i))
-    # The test right behind a running one cannot be stolen: behind a long head, put a short one.
-    long_head = sum(est[i] for i in ids) / max(1, workers)
+    # xdist's worksteal never steals a worker's running test or the one right behind it, and counts a
+    # worker with fewer than two queued as idle: it steals work and queues it behind its running test.
+    # So behind every head goes the shortest test: it is pinned there while the head runs (an hour for a
+    # PITR scenario) and keeps the worker from queueing stolen scenarios behind the head.
     for chunk, size in zip(chunks, sizes, strict=True):
-        if size > 1 and est[chunk[0]] >= long_head and shortest:
+        if size > 1 and shortest:
             chunk.append(shortest.pop(0))
     remaining = longest_first({i: est[i] for i in shortest})
     k = 0

@@ -111,6 +111,9 @@ def test_shard_split_is_deterministic_longest_first_and_balanced() -> None:
     assert [s.ids for s in shards] == [("a", "d", "e"), ("b", "c", "f")]
     assert [s.serial_s for s in shards] == [120.0, 111.0]
     assert shard.run_order(est, list(est), 3) == ["a", "f", "b", "d", "c", "e"]
+    # Every head has the shortest left right behind it, where worksteal cannot take it away.
+    two_long = {"a": 100.0, "b": 90.0, "c": 5.0, "d": 4.0, "e": 3.0, "f": 2.0}
+    assert shard.run_order(two_long, list(two_long), 2) == ["a", "f", "c", "b", "e", "d"]
     with pytest.raises(shard.ShardError, match="more than the 6 scenarios"):
         shard.split(est, 7, 2)
 
