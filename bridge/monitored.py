@@ -2,9 +2,9 @@
 
 A ResilientStore reports latency, pool use and outages to a HealthMonitor; this subclass owns that
 monitor, logs its alert transitions as events (``alert_raised``, ``alert_cleared``, as a child bridge
-sends them) in ``alert_events``, apart from the state events, and serves ``health`` and ``health.reset`` as methods. The contract
-server (bridge/contract_server.py) serves the same object to a child process, so the in-process and the
-child-process Python bridge answer these operations with one code path.
+sends them) in ``alert_events``, apart from the state events, and serves ``health`` and ``health.reset``
+as methods. The contract server (bridge/contract_server.py) serves the same object to a child process,
+so the in-process and the child-process Python bridge answer these operations with one code path.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class AlertEventSink:
     """An alert sink that logs every raised/cleared alert as a bridge event, in the bridge's alert_events."""
 
     def __init__(self) -> None:
-        self.bridge: ResilientStore | None = None  # bound once the bridge exists (it needs the monitor first)
+        self.bridge: MonitoredStore | None = None  # bound once the bridge exists (it needs the monitor first)
 
     def send(self, event: AlertEvent) -> None:
         """One alert transition as one bridge event; never key material (alert texts hold none)."""
