@@ -21,7 +21,6 @@ from bridge.errors import InvalidInputError
 from bridge.events import BridgeEvent
 from bridge.health import HealthThresholds
 from bridge.monitored import MonitoredStore
-from bridge.rollback.export import export_from_cache
 
 log = logging.getLogger("bridge.contract_server")
 
@@ -153,9 +152,7 @@ class ContractServer:
         }
 
     def _export_cache(self, args: dict[str, Any]) -> dict[str, Any]:
-        snapshot = self._b().cache_snapshot(include_expired=bool(args.get("include_expired")))
-        run = export_from_cache(snapshot, Path(args["dir"]))
-        return {"companies": sorted(run.companies), "files": run.keys_total}
+        return self._b().export_cache(Path(args["dir"]), include_expired=bool(args.get("include_expired")))
 
     def _shutdown(self, args: dict[str, Any]) -> None:
         bridge, self.bridge = self.bridge, None

@@ -2,13 +2,15 @@
 
 A ResilientStore reports latency, pool use and outages to a HealthMonitor; this subclass owns that
 monitor, logs its alert transitions as events (``alert_raised``, ``alert_cleared``, as a child bridge
-sends them) in ``alert_events``, apart from the state events, and serves ``health`` and ``health.reset``
-as methods. The contract server (bridge/contract_server.py) serves the same object to a child process,
-so the in-process and the child-process Python bridge answer these operations with one code path.
+sends them) in ``alert_events``, apart from the state events, and serves ``health``, ``health.reset``
+and ``export.cache`` as methods. The contract server (bridge/contract_server.py) serves the same object
+to a child process, so the in-process and the child-process Python bridge answer these operations with
+one code path.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from bridge.alerts import AlertEvent
@@ -18,6 +20,7 @@ from bridge.contract import ALERT_CLEARED, ALERT_RAISED
 from bridge.events import EventLog
 from bridge.health import HealthMonitor, HealthThresholds
 from bridge.resilient import HealthObserver, ResilientStore
+from bridge.rollback.export import export_from_cache
 
 
 class AlertEventSink:
@@ -88,6 +91,11 @@ class MonitoredStore(ResilientStore):
         # The store reports every statement to its own reference, the bridge its probes and outages.
         self.store.monitor = fresh
         self.monitor = fresh
+
+    def export_cache(self, out_dir: str | Path, *, include_expired: bool = False) -> dict[str, Any]:
+        """Write the cache as Baileys folders under out_dir/<company>/ (the contract's ``export.cache``)."""
+        run = export_from_cache(self.cache_snapshot(include_expired=include_expired), Path(out_dir))
+        return {"companies": sorted(run.companies), "files": run.keys_total, "missing": run.missing_companies}
 
     def _health_monitor(self) -> HealthMonitor:
         if not isinstance(self.monitor, HealthMonitor):

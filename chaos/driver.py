@@ -98,6 +98,9 @@ class MonitoredBridge(Bridge, Protocol):
     def reset_health(self) -> None:
         """Start a new health window: no samples, no active alert."""
 
+    def export_cache(self, out_dir: str | Path, *, include_expired: bool = False) -> dict[str, Any]:
+        """Write the cache as Baileys folders under out_dir/<company>/: companies, files, missing."""
+
 
 class MonitoredBridgeFactory(Protocol):
     """Builds a bridge whose health monitor has the given thresholds: MonitoredStore, ChildBridgeFactory."""
