@@ -15,7 +15,6 @@ from bridge.errors import CorruptedKeyError, StoreError
 from bridge.health import HealthMonitor, HealthThresholds
 from bridge.monitored import MonitoredStore
 from bridge.resilient import ResilientStore
-from bridge.store import PgAuthStore
 from chaos.checkers import CLAIM_VIOLATED
 from scenarios.corruption_support import run_heap_corruption, run_logical_corruption
 from scenarios.deadline_support import run_deadline_check
@@ -108,7 +107,7 @@ class PageErrorHidingBridge(ResilientStore):
             return dict.fromkeys(ids)
 
 
-class LossMaskingStore(PgAuthStore):
+class LossMaskingBridge(ResilientStore):
     """Remembers every key it has read and serves that memory when the row has gone: data loss hidden."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -175,20 +174,27 @@ def test_pool_scenario_fails_when_pool_protection_is_broken(
 def test_corruption_scenario_fails_when_bridge_serves_garbage(
     dr: Any, auth_db: Any, faults: Any, profile: Any, s3_buckets: Any
 ) -> None:
-    with pytest.raises(AssertionError, match="instead of raising CorruptedKeyError"):
+    # The audit reads through the bridge under test: the garbage it hands out is named as a value that
+    # differs from the acknowledged one, not as the corrupted row it is.
+    garbage_served = (
+        r"garbage-value not detected as injected: .*\n  missed: .*: corrupted\n  unexpected: .*: differs"
+    )
+    with pytest.raises(AssertionError, match=garbage_served) as failure:
         run_logical_corruption(
             dr, auth_db, faults, profile, s3_buckets, "garbage-value", bridge_cls=GarbageServingBridge
         )
+    assert CLAIM_VIOLATED in str(failure.value)
 
 
-def test_corruption_scenario_fails_when_store_masks_deleted_rows(
-    dr: Any, auth_db: Any, faults: Any, profile: Any, s3_buckets: Any, monkeypatch: pytest.MonkeyPatch
+def test_corruption_scenario_fails_when_bridge_masks_deleted_rows(
+    dr: Any, auth_db: Any, faults: Any, profile: Any, s3_buckets: Any
 ) -> None:
-    monkeypatch.setattr("bridge.resilient.PgAuthStore", LossMaskingStore)
     with pytest.raises(
         AssertionError, match=r"rows-deleted not detected as injected: \d+ rows damaged, 0 named"
     ):
-        run_logical_corruption(dr, auth_db, faults, profile, s3_buckets, "rows-deleted")
+        run_logical_corruption(
+            dr, auth_db, faults, profile, s3_buckets, "rows-deleted", bridge_cls=LossMaskingBridge
+        )
 
 
 @pytest.mark.destructive
