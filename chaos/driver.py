@@ -176,7 +176,11 @@ class ChildBridge:
             if clock is not None:
                 settings["clock"] = contract.MANUAL_CLOCK
             if health is not None:
-                settings[contract.HEALTH_SETTING] = health.to_dict()
+                # Only what differs from the production targets: the bridge keeps its own defaults, so one
+                # whose thresholds drift from the plan is caught, not corrected by the suite.
+                targets = HealthThresholds().to_dict()
+                changed = {k: v for k, v in health.to_dict().items() if v != targets[k]}
+                settings[contract.HEALTH_SETTING] = changed
             settings.update(
                 overrides or {}
             )  # a setting BridgeConfig would refuse: to test the bridge's refusal

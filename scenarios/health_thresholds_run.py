@@ -124,7 +124,7 @@ class Run:
         __tracebackhide__ = True
         problems = []
         for name in self.alerts:
-            plan_value, show = _SHOW[name](self.plan)
+            plan_value, show = SHOW[name](self.plan)
             problems += [
                 f"{name} raised at {show(e.alert.value)}, not above the plan's {show(plan_value)}: "
                 f"the bridge alerts below the plan's threshold (its own is {show(e.alert.threshold)})"
@@ -134,7 +134,7 @@ class Run:
         expect([claim(self.claim, problems)])
 
 
-_SHOW: dict[str, Callable[[PlanThresholds], tuple[float, Callable[[float], str]]]] = {
+SHOW: dict[str, Callable[[PlanThresholds], tuple[float, Callable[[float], str]]]] = {
     "slow_query": lambda p: (p.slow_query_s, lambda v: f"{1000 * v:.0f} ms"),
     "p95_latency": lambda p: (p.p95_s, lambda v: f"P95 {1000 * v:.0f} ms"),
     "p99_latency": lambda p: (p.p99_s, lambda v: f"P99 {1000 * v:.0f} ms"),
