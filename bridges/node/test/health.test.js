@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ManualClock } from '../lib/cache.js'
+import { AuthBridge } from '../lib/auth-state.js'
 import { HealthMonitor, checkThresholds, percentile } from '../lib/health.js'
 
 test('percentiles are nearest-rank', () => {
@@ -63,4 +64,22 @@ test('thresholds: production targets by default, changed by name, an unknown nam
   assert.throws(() => checkThresholds({ slow_query_hold: 1 }), /unknown health threshold slow_query_hold/)
   assert.throws(() => checkThresholds({ p95_target_s: 'fast' }), /p95_target_s must be a finite number/)
   assert.throws(() => checkThresholds([]), /health must be an object/)
+})
+
+test('a bridge reports alert transitions as events, and health.reset starts a new window', async () => {
+  const clock = new ManualClock()
+  // No statement runs here: pg connects lazily, so the bridge needs no server for this.
+  const bridge = new AuthBridge({ dsn: 'host=localhost dbname=unit sslmode=disable' }, { clock, health: { slow_query_hold_s: 1 } })
+  const events = []
+  bridge.on('bridge-event', (e) => events.push([e.kind, e.details.name]))
+  bridge.monitor.observeQuery('get_keys', 0.7)
+  assert.deepEqual(events, [['alert_raised', 'slow_query']])
+  assert.equal(bridge.monitor.snapshot().thresholds.slow_query_hold_s, 1)
+  bridge.resetHealth()
+  const snap = bridge.monitor.snapshot()
+  assert.equal(snap.overall.count, 0)
+  assert.deepEqual(snap.alerts, [])
+  assert.equal(bridge.store.monitor, bridge.monitor)
+  assert.throws(() => new AuthBridge({ dsn: 'host=localhost sslmode=disable' }, { health: { hold: 1 } }), /unknown health threshold hold/)
+  await bridge.close()
 })
