@@ -67,7 +67,6 @@ export class AuthBridge extends EventEmitter {
     this.reason = null
     this.failures = 0
     this.epoch = 0 // recoveries so far: a failure of a call begun in an earlier epoch is old news
-    this.log = []
     this.writeChains = new Map() // company -> promise: one company's writes in commit order
     this.probing = null
     this.timers = []
@@ -76,7 +75,6 @@ export class AuthBridge extends EventEmitter {
 
   emitEvent (kind, details = {}) {
     const event = { kind, at: Date.now() / 1000, mono: this.clock.monotonic(), details }
-    this.log.push(event)
     this.emit('bridge-event', event)
     return event
   }
