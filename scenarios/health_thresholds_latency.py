@@ -23,7 +23,7 @@ from chaos.toxiproxy import FaultSession
 from environment.env import AuthDatabase
 from reports.context import DR
 from scenarios.health_support import expect_within, nearest_rank, slack_s
-from scenarios.health_thresholds_run import SHOW, PlanThresholds, ThresholdResult
+from scenarios.health_thresholds_run import PlanThresholds, ThresholdResult, raised_early
 
 BELOW, ABOVE = 0.90, 1.04  # toxic latency as a fraction of a latency threshold
 SAMPLES = 6  # reads needed on each side of a threshold
@@ -57,18 +57,12 @@ class LatencyRun:
     def expect_never_early(self) -> None:
         """Fail if an alert under test was ever raised at a value not above the plan's threshold."""
         __tracebackhide__ = True
-        problems = []
-        for name in self.alerts:
-            plan_value, show = SHOW[name](self.plan)
-            problems += [
-                f"{name} raised at {show(e.details['value'])}, not above the plan's {show(plan_value)}: the "
-                f"bridge alerts below the plan's threshold (its own is {show(e.details['threshold'])})"
-                for e in self.bridge.alert_events.events()[self.after :]
-                if e.kind == ALERT_RAISED
-                and e.details.get("name") == name
-                and e.details["value"] <= plan_value
-            ]
-        expect([claim(self.claim, problems)])
+        raised = [
+            (str(e.details.get("name")), float(e.details["value"]), float(e.details["threshold"]))
+            for e in self.bridge.alert_events.events()[self.after :]
+            if e.kind == ALERT_RAISED
+        ]
+        expect([claim(self.claim, raised_early(self.plan, self.alerts, raised))])
 
     def reads(self, since: float) -> list[Op]:
         """Calls of the workload invoked at or after since that have returned."""
