@@ -37,6 +37,7 @@ CREDS_GET = "creds.get"
 CREDS_SAVE = "creds.save"
 STATE = "state"
 HEALTH = "health"
+HEALTH_RESET = "health.reset"  # a new health window: no samples, no active alert (and no event for them)
 CACHE_SNAPSHOT = "cache.snapshot"
 EXPORT_CACHE = "export.cache"
 SHUTDOWN = "shutdown"
@@ -50,6 +51,7 @@ OPERATIONS = (
     CREDS_SAVE,
     STATE,
     HEALTH,
+    HEALTH_RESET,
     CACHE_SNAPSHOT,
     EXPORT_CACHE,
     SHUTDOWN,
@@ -66,6 +68,13 @@ CONFIG_FIELDS = (
     "connect_timeout_s",
     "failures_to_degrade",
 )
+# "configure" may also set health={threshold: value}: the names of bridge.health.HealthThresholds; those not
+# given keep their production targets (a scenario scales the time windows, e.g. the slow-query hold).
+HEALTH_SETTING = "health"
+# Alert transitions travel as events, like state transitions: details name, severity, message, value,
+# threshold. A raised alert stays active (no new event) until its condition ends.
+ALERT_RAISED = "alert_raised"
+ALERT_CLEARED = "alert_cleared"
 # "configure" may also set clock="manual": the bridge's monotonic clock is then the "now" of each
 # request (seconds), and events carry it as "mono", so a test controls time exactly across processes.
 MANUAL_CLOCK = "manual"

@@ -7,10 +7,10 @@ call the store, so a slow call never holds up the others; responses carry the re
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -19,9 +19,8 @@ from bridge import codec, contract
 from bridge.config import BridgeConfig
 from bridge.errors import InvalidInputError
 from bridge.events import BridgeEvent
-from bridge.health import HealthMonitor
-from bridge.resilient import ResilientStore
-from bridge.rollback.export import export_from_cache
+from bridge.health import HealthThresholds
+from bridge.monitored import MonitoredStore
 
 log = logging.getLogger("bridge.contract_server")
 
@@ -34,8 +33,7 @@ class ContractServer:
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
         self._out_lock = threading.Lock()
-        self.bridge: ResilientStore | None = None
-        self.monitor: HealthMonitor | None = None
+        self.bridge: MonitoredStore | None = None
         self.clock: RequestClock | None = None  # set when configured with clock="manual"
         self.stopped = threading.Event()
         self._handlers: dict[str, Handler] = {
@@ -47,7 +45,8 @@ class ContractServer:
             contract.CREDS_GET: lambda a: self._b().get_creds(a["company"]),
             contract.CREDS_SAVE: lambda a: self._b().save_creds(a["company"], a["creds"]),
             contract.STATE: self._state,
-            contract.HEALTH: lambda a: self._monitor().snapshot().to_dict(),
+            contract.HEALTH: lambda a: self._b().health(),
+            contract.HEALTH_RESET: lambda a: self._b().reset_health(),
             contract.CACHE_SNAPSHOT: self._cache_snapshot,
             contract.EXPORT_CACHE: self._export_cache,
             contract.SHUTDOWN: self._shutdown,
@@ -90,30 +89,32 @@ class ContractServer:
         """The contract's form of an error (a seam for tests that break the mapping on purpose)."""
         return contract.error_to_wire(exc)
 
-    def _b(self) -> ResilientStore:
+    def _b(self) -> MonitoredStore:
         if self.bridge is None:
             raise InvalidInputError("the bridge is not started: send 'start' first", field="op")
         return self.bridge
-
-    def _monitor(self) -> HealthMonitor:
-        self._b()
-        assert self.monitor is not None
-        return self.monitor
 
     def _configure(self, args: dict[str, Any]) -> dict[str, Any]:
         if self.bridge is not None:
             raise InvalidInputError("the bridge is already configured", field="op")
         settings = dict(args)
         manual = settings.pop("clock", None) == contract.MANUAL_CLOCK
+        health = settings.pop(contract.HEALTH_SETTING, None) or {}
+        if not isinstance(health, dict):
+            raise InvalidInputError(f"health must be an object of thresholds, got {health!r}", field="health")
+        known = {f.name for f in dataclasses.fields(HealthThresholds)}
+        if set(health) - known:
+            unknown_health = ", ".join(sorted(set(health) - known))
+            raise InvalidInputError(f"unknown health thresholds: {unknown_health}", field="health")
         unknown = set(settings) - set(contract.CONFIG_FIELDS)
         if unknown:
             raise InvalidInputError(f"unknown settings: {', '.join(sorted(unknown))}", field="config")
         config = BridgeConfig(**settings)
         if manual:
             self.clock = RequestClock()
-        self.monitor = HealthMonitor(clock=self.clock.monotonic if self.clock else time.monotonic)
-        bridge = ResilientStore.from_config(config, clock=self.clock, monitor=self.monitor)
+        bridge = MonitoredStore.from_config(config, clock=self.clock, health=HealthThresholds(**health))
         bridge.events.subscribe(self._forward)
+        bridge.alert_events.subscribe(self._forward)
         self.bridge = bridge
         return {"bridge": "python", "contract": contract.VERSION, "op_timeout_s": bridge.store.op_timeout_s}
 
@@ -151,9 +152,7 @@ class ContractServer:
         }
 
     def _export_cache(self, args: dict[str, Any]) -> dict[str, Any]:
-        snapshot = self._b().cache_snapshot(include_expired=bool(args.get("include_expired")))
-        run = export_from_cache(snapshot, Path(args["dir"]))
-        return {"companies": sorted(run.companies), "files": run.keys_total}
+        return self._b().export_cache(Path(args["dir"]), include_expired=bool(args.get("include_expired")))
 
     def _shutdown(self, args: dict[str, Any]) -> None:
         bridge, self.bridge = self.bridge, None

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.errors import CorruptedKeyError, StoreError
-from bridge.store import PgAuthStore
 from chaos.checkers import CLAIM_VIOLATED
 from chaos.history import CREDS, History, digest
 
@@ -31,6 +30,16 @@ class Finding:
     def __str__(self) -> str:
         what = f"{self.key_type} {self.key_id!r}" if self.key_type else "creds"
         return f"{self.table}: company {self.company_id!r} {what}: {self.problem}"
+
+
+class Reader(Protocol):
+    """What the audit reads through: a bridge under test, or PgAuthStore on a restored copy."""
+
+    def get_creds(self, company_id: str) -> dict[str, Any] | None:
+        """The company's creds, or None."""
+
+    def get_keys(self, company_id: str, key_type: str, ids: Iterable[str]) -> dict[str, Any]:
+        """{id: value or None} for every id."""
 
 
 def _finding_for_error(table: str, company: str, key_type: str, key_id: str, exc: Exception) -> Finding:
@@ -57,7 +66,7 @@ def _compare(
 
 
 def _audit_keys(
-    store: PgAuthStore,
+    store: Reader,
     company: str,
     key_type: str,
     ids: Sequence[str],
@@ -79,7 +88,7 @@ def _audit_keys(
     return out
 
 
-def audit(store: PgAuthStore, history: History, companies: Iterable[str]) -> list[Finding]:
+def audit(store: Reader, history: History, companies: Iterable[str]) -> list[Finding]:
     """Every acknowledged creds document and key, read straight from the database and compared by digest."""
     findings: list[Finding] = []
     for company in companies:

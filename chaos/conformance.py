@@ -29,6 +29,7 @@ from bridge.errors import (
     ReadOnlyModeError,
     WriteOutcomeUnknownError,
 )
+from bridge.health import HealthThresholds
 from bridge.resilient import BridgeState
 from chaos import datagen
 from chaos.driver import ChildBridge
@@ -133,6 +134,7 @@ def check_conformance(
     finally:
         bridge.close()
     _configuration(checks, command, name, config)
+    _alerts(checks, command, name, config)
     _unavailable_and_unknown(checks, command, name, config, proxy, faults)
     if checks.failures:
         raise ContractNotMet(name, checks.failures)
@@ -194,6 +196,14 @@ def _operations(checks: _Checks, bridge: ChildBridge) -> None:
             raise AssertionError("the health snapshot counts no query after several")
 
     checks.run(contract.HEALTH, health)
+
+    def reset() -> None:
+        bridge.reset_health()
+        snap = bridge.health()
+        _equal("overall.count after health.reset", snap["overall"].get("count"), 0)
+        _equal("alerts after health.reset", snap.get("alerts"), [])
+
+    checks.run(contract.HEALTH_RESET, reset)
 
     def snapshot() -> None:
         snap = bridge.cache_snapshot()
@@ -297,6 +307,41 @@ def _configuration(checks: _Checks, command: list[str], name: str, config: Bridg
             raise AssertionError("the process did not exit after shutdown")
 
     checks.run(contract.SHUTDOWN, shutdown)
+
+
+def _alerts(checks: _Checks, command: list[str], name: str, config: BridgeConfig) -> None:
+    """configure's health thresholds apply, and an alert is an event when it starts and when it ends."""
+    clock = ManualClock()
+    hold_s = 1.0
+    # Every statement is slow at a microsecond: the first write raises slow_query, a hold later it clears.
+    thresholds = HealthThresholds(slow_query_s=1e-6, slow_query_hold_s=hold_s)
+    child = ChildBridge(command, config, clock=clock, name=name, health=thresholds)
+    try:
+
+        def raised() -> None:
+            child.save_creds(COMPANY, CREDS)
+            _equal("alert events after a slow query", _alert_events(child), [("alert_raised", "slow_query")])
+            _equal("health thresholds", child.health()["thresholds"].get("slow_query_hold_s"), hold_s)
+
+        checks.run(f"{contract.CONFIGURE} health thresholds and the {contract.ALERT_RAISED} event", raised)
+
+        def cleared() -> None:
+            clock.advance(2 * hold_s)
+            active = [a["name"] for a in child.health()["alerts"]]
+            _equal("active alerts a hold after the slow query", active, [])
+            _equal(
+                "alert events",
+                _alert_events(child),
+                [("alert_raised", "slow_query"), ("alert_cleared", "slow_query")],
+            )
+
+        checks.run(f"{contract.ALERT_CLEARED} event when the slow-query hold has passed", cleared)
+    finally:
+        child.close()
+
+
+def _alert_events(bridge: ChildBridge) -> list[tuple[str, Any]]:
+    return [(e.kind, e.details.get("name")) for e in bridge.alert_events.events()]
 
 
 def _unavailable_and_unknown(

@@ -30,7 +30,9 @@ from bridge.config import BridgeConfig
 from bridge.contract import ContractViolation
 from bridge.errors import CodecError
 from bridge.events import EventLog
-from bridge.resilient import BridgeState, ResilientStore
+from bridge.health import HealthThresholds
+from bridge.monitored import MonitoredStore
+from bridge.resilient import BridgeState
 from bridge.rollback.manifest import CompanySnapshot
 from bridge.store import SetResult
 
@@ -85,6 +87,30 @@ class BridgeFactory(Protocol):
         """A configured bridge."""
 
 
+class MonitoredBridge(Bridge, Protocol):
+    """A bridge with the contract's health operations: MonitoredStore and ChildBridge have them."""
+
+    alert_events: EventLog  # alert_raised / alert_cleared, apart from the state events
+
+    def health(self) -> dict[str, Any]:
+        """The health snapshot: percentiles, active alerts, pool use."""
+
+    def reset_health(self) -> None:
+        """Start a new health window: no samples, no active alert."""
+
+    def export_cache(self, out_dir: str | Path, *, include_expired: bool = False) -> dict[str, Any]:
+        """Write the cache as Baileys folders under out_dir/<company>/: companies, files, missing."""
+
+
+class MonitoredBridgeFactory(Protocol):
+    """Builds a bridge whose health monitor has the given thresholds: MonitoredStore, ChildBridgeFactory."""
+
+    def from_config(
+        self, config: BridgeConfig, *, clock: Clock | None = None, health: HealthThresholds | None = None
+    ) -> Any:
+        """A configured bridge (a MonitoredBridge)."""
+
+
 class ChildBridgeFactory:
     """from_config() for a bridge served by a child process running command."""
 
@@ -95,9 +121,11 @@ class ChildBridgeFactory:
         self.name = name
         self.cwd = cwd
 
-    def from_config(self, config: BridgeConfig, *, clock: Clock | None = None) -> ChildBridge:
+    def from_config(
+        self, config: BridgeConfig, *, clock: Clock | None = None, health: HealthThresholds | None = None
+    ) -> ChildBridge:
         """Spawn the child and configure it (not started: call start())."""
-        return ChildBridge(self.command, config, clock=clock, name=self.name, cwd=self.cwd)
+        return ChildBridge(self.command, config, clock=clock, name=self.name, cwd=self.cwd, health=health)
 
     def __repr__(self) -> str:
         return f"ChildBridgeFactory({self.name}: {' '.join(self.command)})"
@@ -115,10 +143,12 @@ class ChildBridge:
         name: str = "child",
         cwd: str | Path | None = None,
         overrides: Mapping[str, Any] | None = None,
+        health: HealthThresholds | None = None,
     ) -> None:
         self.name = name
         self.command = list(command)
         self.events = EventLog()
+        self.alert_events = EventLog()  # alert transitions, kept apart from the state events
         self.clock = clock
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[str, Future[Any]]] = {}
@@ -145,6 +175,12 @@ class ChildBridge:
             settings: dict[str, Any] = {k: getattr(config, k) for k in contract.CONFIG_FIELDS}
             if clock is not None:
                 settings["clock"] = contract.MANUAL_CLOCK
+            if health is not None:
+                # Only what differs from the production targets: the bridge keeps its own defaults, so one
+                # whose thresholds drift from the plan is caught, not corrected by the suite.
+                targets = HealthThresholds().to_dict()
+                changed = {k: v for k, v in health.to_dict().items() if v != targets[k]}
+                settings[contract.HEALTH_SETTING] = changed
             settings.update(
                 overrides or {}
             )  # a setting BridgeConfig would refuse: to test the bridge's refusal
@@ -229,7 +265,9 @@ class ChildBridge:
         else:
             offset = time.time() - time.monotonic()  # both clocks read at one instant
             at = float(message.get("at", time.time())) - offset
-        self.events.emit(str(message["event"]), at, **(details if isinstance(details, dict) else {}))
+        kind = str(message["event"])
+        log = self.alert_events if kind in (contract.ALERT_RAISED, contract.ALERT_CLEARED) else self.events
+        log.emit(kind, at, **(details if isinstance(details, dict) else {}))
 
     def _fail_all(self, exc: ContractViolation) -> None:
         with self._lock:
@@ -338,6 +376,10 @@ class ChildBridge:
         result: dict[str, Any] = self.request(contract.HEALTH)
         return result
 
+    def reset_health(self) -> None:
+        """health.reset: a new health window."""
+        self.request(contract.HEALTH_RESET)
+
     def cache_snapshot(self, *, include_expired: bool = False) -> dict[str, CompanySnapshot]:
         """cache.snapshot, rebuilt as CompanySnapshot per company."""
         raw = self.request(contract.CACHE_SNAPSHOT, {"include_expired": include_expired})
@@ -368,9 +410,9 @@ CHOICES = "python, node or cmd:<command line>"
 
 
 def choose_bridge(choice: str) -> BridgeFactory:
-    """The factory for --bridge: python (in-process ResilientStore), python-child, node, or cmd:<command>."""
+    """The factory for --bridge: python (in-process MonitoredStore), python-child, node, or cmd:<command>."""
     if choice == "python":
-        return ResilientStore
+        return MonitoredStore
     if choice in BUILT_IN:
         return ChildBridgeFactory(BUILT_IN[choice], name=choice, cwd=PROJECT_ROOT)
     if choice.startswith("cmd:"):

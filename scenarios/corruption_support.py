@@ -28,6 +28,7 @@ from bridge.store import PgAuthStore
 from chaos import corruption
 from chaos.audit import AUDIT_BATCH, AUTH, KEYS, Finding, assert_findings, audit
 from chaos.checkers import Verdict, database_digests, no_acknowledged_write_lost, require_steady
+from chaos.driver import Bridge, BridgeFactory
 from chaos.errors import SteadyStateViolated
 from chaos.history import CREDS, History
 from chaos.profiles import Profile
@@ -48,13 +49,14 @@ WORKLOAD_STEPS = 40  # Baileys actions after seeding, so the history holds updat
 
 @contextmanager
 def running_bridge(
-    dr: DR, faults: FaultSession, dsn: str, profile: Profile, bridge_cls: type[ResilientStore]
-) -> Iterator[ResilientStore]:
+    dr: DR, faults: FaultSession, dsn: str, profile: Profile, bridge_cls: BridgeFactory
+) -> Iterator[Bridge]:
     """The full bridge (store, cache, probe thread) at the profile's scale; afterwards its event log goes
     into the evidence, every fault with an undo is put back (even when the scenario failed: deleted and
     truncated rows have none and come back only from the restore) and the bridge closes."""
-    bridge = bridge_cls.from_config(bridge_config(dsn, profile)).start()
+    bridge: Bridge = bridge_cls.from_config(bridge_config(dsn, profile))
     try:
+        bridge.start()
         yield bridge
     finally:
         dr.attach_json("bridge events", [e.to_dict() for e in bridge.events.events()])
@@ -69,7 +71,7 @@ def company_ids(profile: Profile) -> list[str]:
     return [f"company-{i:02d}" for i in range(profile.companies)]
 
 
-def seed_through_bridge(bridge: ResilientStore, profile: Profile, *, steps: int) -> tuple[list[str], History]:
+def seed_through_bridge(bridge: Bridge, profile: Profile, *, steps: int) -> tuple[list[str], History]:
     """Seed every company through the bridge, then run Baileys actions; return companies and history."""
     companies = company_ids(profile)
     # The workload's own history: its default clock, time.monotonic, is the dr clock.
@@ -84,7 +86,7 @@ def seed_through_bridge(bridge: ResilientStore, profile: Profile, *, steps: int)
     return companies, history
 
 
-def require_clean(store: PgAuthStore, history: History, companies: Sequence[str]) -> None:
+def require_clean(store: Bridge, history: History, companies: Sequence[str]) -> None:
     """Before the fault: the database holds every acknowledged write, else SteadyStateViolated."""
     __tracebackhide__ = True
     findings = audit(store, history, companies)
@@ -116,7 +118,7 @@ def restore_copy(config: Any, admin_dsn: str, dr: DR) -> Recovery:
     return recovery
 
 
-def repair_from(bridge: ResilientStore, restored: PgAuthStore, findings: Sequence[Finding]) -> int:
+def repair_from(bridge: Bridge, restored: PgAuthStore, findings: Sequence[Finding]) -> int:
     """Write each named row back through the bridge, as the restored backup holds it; return how many."""
     groups: dict[tuple[str, str], list[str]] = {}
     for f in findings:
@@ -196,7 +198,7 @@ def _inject_logical(
     raise ValueError(f"unknown data fault {fault!r}; valid: {', '.join(LOGICAL_FAULTS)}")
 
 
-def assert_bridge_reports(bridge: ResilientStore, expected: Sequence[Finding]) -> None:
+def assert_bridge_reports(bridge: Bridge, expected: Sequence[Finding]) -> None:
     """The bridge names a corrupted row in its error and serves absence as absence; it stays healthy."""
     __tracebackhide__ = True
     first = expected[0]
@@ -233,7 +235,7 @@ def run_logical_corruption(
     s3_buckets: dict[str, tuple[Any, str]],
     fault: str,
     *,
-    bridge_cls: type[ResilientStore] = ResilientStore,
+    bridge_cls: BridgeFactory = ResilientStore,
 ) -> CorruptionResult:
     """Steady state and a backup; damage rows behind the bridge; detect and name them; repair from backup."""
     if fault not in LOGICAL_FAULTS:
@@ -243,7 +245,7 @@ def run_logical_corruption(
     with running_bridge(dr, faults, auth_db.proxied_dsn, profile, bridge_cls) as bridge:
         with dr.phase("steady_state", "workload acknowledged; database matches; backup taken"):
             companies, history = seed_through_bridge(bridge, profile, steps=WORKLOAD_STEPS)
-            require_clean(bridge.store, history, companies)
+            require_clean(bridge, history, companies)
             backup = create_backup(config)
             require_steady(not backup.degraded, "a complete backup", backup.to_dict())
 
@@ -253,7 +255,7 @@ def run_logical_corruption(
         result = CorruptionResult(fault, len(expected))
 
         with dr.phase("observe", "audit against the acknowledged writes names every damaged row"):
-            found = audit(bridge.store, history, companies)
+            found = audit(bridge, history, companies)
             result.detect_s = dr.clock() - t_inject
             result.findings = [str(f) for f in found]
             dr.mark("detected", findings=len(found))
@@ -275,7 +277,7 @@ def run_logical_corruption(
                 drop_database(admin, recovery.restored_database)
 
         with dr.phase("recover", "the database holds every acknowledged write again"):
-            remaining = audit(bridge.store, history, companies)
+            remaining = audit(bridge, history, companies)
             verdict = no_acknowledged_write_lost(history, database_digests(auth_db.admin_dsn))
             assert_recovered(dr, profile, recovery, remaining, verdict)
         dr.attach_json("corruption result", asdict(result))
@@ -296,7 +298,7 @@ def rows_on_block(admin_dsn: str, block: int) -> list[tuple[str, str, str]]:
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-def assert_bridge_names_table(bridge: ResilientStore, company: str, key_type: str, key_id: str) -> StoreError:
+def assert_bridge_names_table(bridge: Bridge, company: str, key_type: str, key_id: str) -> StoreError:
     """A read of a row on the damaged page fails with an error naming the table and the company."""
     __tracebackhide__ = True
     try:
@@ -322,7 +324,7 @@ def run_heap_corruption(
     profile: Profile,
     s3_buckets: S3Buckets,
     *,
-    bridge_cls: type[ResilientStore] = ResilientStore,
+    bridge_cls: BridgeFactory = ResilientStore,
 ) -> CorruptionResult:
     """A byte flipped in whatsapp_keys' first page: named by the bridge and pg_checksums; backup restores."""
     db = pg_cluster.auth_db
@@ -333,7 +335,7 @@ def run_heap_corruption(
         with dr.phase("steady_state", "companies seeded through the bridge; database matches; backup taken"):
             # Seeding only: a deleted row left on the damaged page would also (rightly) fail its read.
             companies, history = seed_through_bridge(bridge, profile, steps=0)
-            require_clean(bridge.store, history, companies)
+            require_clean(bridge, history, companies)
             backup = create_backup(config)
             require_steady(not backup.degraded, "a complete backup", backup.to_dict())
             on_page = rows_on_block(db.admin_dsn, 0)
@@ -363,7 +365,7 @@ def run_heap_corruption(
             )
             company, key_type, key_id = on_page[0]
             error = assert_bridge_names_table(bridge, company, key_type, key_id)
-            found = audit(bridge.store, history, companies)
+            found = audit(bridge, history, companies)
             result.detect_s = dr.clock() - t_inject
             result.findings = [str(f) for f in found]
             dr.mark("detected", error=str(error))

@@ -1,7 +1,8 @@
 """Scenario body for deadlines (docs/TARGETS.md 2.x): no call outlives its deadline. A server that stalls is
 cut by its statement_timeout; a reply held back on the network by the store's client deadline (statement
-timeout plus a margin). Either way the caller gets a clear timeout error naming the table. A function, so
-that tests/ can run it against a store without a deadline and show that the scenario fails.
+timeout plus a margin). Either way the caller gets a clear timeout error naming the table. It drives any
+bridge through the contract; a function, so that tests/ can run it against a bridge without a deadline and
+show that the scenario fails.
 """
 
 from __future__ import annotations
@@ -11,26 +12,25 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import psycopg
-
 from bridge.errors import DatabaseUnavailableError, WriteOutcomeUnknownError
-from bridge.store import PgAuthStore
+from bridge.monitored import MonitoredStore
+from chaos.driver import MonitoredBridgeFactory
 from chaos.errors import SteadyStateViolated
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from environment.env import AuthDatabase
 from reports.context import DR
 from scenarios.health_support import (
-    StoreFactory,
     expect_within,
     heal_then_close,
-    open_store,
+    lock_tables,
+    open_bridge,
     recovery_timeout,
     seed_company,
     slack_s,
     timed_failure,
     timed_read,
-    warm_pool,
+    warm_connections,
 )
 
 # -- scenario body: no call outlives its deadline ----------------------------------------------------------
@@ -85,24 +85,6 @@ def assert_failed_in_time(
         )
 
 
-def _lock_tables(faults: FaultSession, admin_dsn: str) -> Any:
-    """Hold ACCESS EXCLUSIVE locks on both auth tables in an open transaction until healed."""
-    conn = psycopg.connect(admin_dsn)
-    try:
-        conn.execute("LOCK TABLE whatsapp_auth, whatsapp_keys IN ACCESS EXCLUSIVE MODE")
-    except BaseException:
-        conn.close()
-        raise
-
-    def release() -> None:
-        try:
-            conn.rollback()
-        finally:
-            conn.close()
-
-    return faults.push(release, "ACCESS EXCLUSIVE locks on whatsapp_auth, whatsapp_keys")
-
-
 def run_deadline_check(
     dr: DR,
     auth_db: AuthDatabase,
@@ -110,17 +92,18 @@ def run_deadline_check(
     profile: Profile,
     fault: str,
     *,
-    store_cls: StoreFactory = PgAuthStore,
+    bridge_cls: MonitoredBridgeFactory = MonitoredStore,
 ) -> DeadlineResult:
     """A read and a write against a database that cannot answer in time fail at their deadline, clearly."""
     if fault not in DEADLINE_FAULTS:
         raise ValueError(f"unknown deadline fault {fault!r}; valid: {', '.join(DEADLINE_FAULTS)}")
-    store = open_store(auth_db.proxied_dsn, profile, None, store_cls, pool_max=2)
+    store = open_bridge(bridge_cls, auth_db.proxied_dsn, profile, pool_max=2)
     entry: Any = None
     try:
         with dr.phase("steady_state", "reads and writes answer"):
             seeded = seed_company(store, profile)
-            warm_pool(store, 2, timeout=10 * profile.connect_timeout_s)  # the write must not need a new one
+            # Both connections open: the write must not need a new one through the fault.
+            warm_connections(store, seeded, 2, auth_db.admin_dsn, faults, profile)
             timed_read(store, seeded)
             before = store.get_creds(seeded.company_id)
             if before is None:
@@ -153,7 +136,7 @@ def run_deadline_check(
             if fault == "network-latency":
                 entry = faults.add_toxic(auth_db.proxy, "latency", latency=latency_ms)
             else:
-                entry = _lock_tables(faults, auth_db.admin_dsn)
+                entry = lock_tables(faults, auth_db.admin_dsn)
 
         with dr.phase("observe", f"a read and a write fail within {deadline:g}s + slack"):
             read_s, read_err = timed_failure(lambda: store.get_keys(seeded.company_id, "session", seeded.ids))

@@ -1,8 +1,10 @@
-"""Shared glue for the health-monitoring scenarios (docs/TARGETS.md 2.x): monitored store, tolerances, waits.
+"""Shared glue for the health-monitoring scenarios (docs/TARGETS.md 2.x): the bridge, tolerances, waits.
 
-The bridge's monitoring stack is ``PgAuthStore`` (one latency observation per statement, one pool
-observation per checkout) feeding ``HealthMonitor``. Thresholds are the production targets; only the
-slow-query hold, a time window, is scaled by the profile (its TTL over the production 300 s).
+The latency, pool and deadline scenarios drive the bridge under test through the contract's health
+operations (``health``, ``health.reset``, alert events); the Python bridge's monitoring stack behind them
+is ``PgAuthStore`` (one latency observation per statement, one pool observation per checkout) feeding
+``HealthMonitor``. Thresholds are the production targets; only the slow-query hold, a time window, is
+scaled by the profile (its TTL over the production 300 s).
 """
 
 from __future__ import annotations
@@ -11,21 +13,22 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
+from typing import Any, Protocol, cast
 
 import psycopg
 
-from bridge.alerts import AlertEvent, MemorySink
-from bridge.health import HealthMonitor, HealthThresholds
-from bridge.store import PgAuthStore
+from bridge.health import HealthThresholds, LatencyStats
 from chaos import datagen
+from chaos.driver import MonitoredBridge, MonitoredBridgeFactory
 from chaos.errors import RecoveryTimeout, SteadyStateViolated
 from chaos.history import digest
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from chaos.waiting import wait_until
+from scenarios.cache_support import bridge_config
 
 # docs/TARGETS.md cache_ttl_s: a profile's TTL over this scales every production time window.
 PRODUCTION_TTL_S = 300.0
@@ -37,9 +40,6 @@ BATCH = 10  # session keys per read, a Baileys decrypt burst (about 16 kB of JSO
 WARMUP_READS = 100
 MIN_SAMPLES, MAX_SAMPLES = 6, 40  # reads per degradation point
 DEFAULT_OBSERVE_S = 4.0  # traffic per degradation point, at least (the profile's TTL when longer)
-
-MonitorFactory = Callable[..., HealthMonitor]
-StoreFactory = Callable[..., PgAuthStore]
 
 
 # -- time windows and tolerances --------------------------------------------------------------------------
@@ -90,46 +90,7 @@ def require_within(predicate: Callable[[], Any], *, timeout: float, what: str) -
         raise SteadyStateViolated(what, [f"not so after {exc.elapsed:.2f}s"]) from exc
 
 
-# -- the monitored store ----------------------------------------------------------------------------------
-
-
-class TimedSink(MemorySink):
-    """A MemorySink that also notes when (time.monotonic, the dr clock) each alert event arrived."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._times_lock = threading.Lock()
-        self._times: list[tuple[float, AlertEvent]] = []
-
-    def send(self, event: AlertEvent) -> None:
-        """Keep the event and its arrival time."""
-        now = time.monotonic()
-        super().send(event)
-        with self._times_lock:
-            self._times.append((now, event))
-
-    def first(self, kind: str, name: str) -> float | None:
-        """Monotonic time of the first event of that kind for that alert, None if there was none."""
-        with self._times_lock:
-            return next((t for t, e in self._times if e.kind == kind and e.alert.name == name), None)
-
-
-def open_store(
-    dsn: str,
-    profile: Profile,
-    monitor: HealthMonitor | None,
-    store_cls: StoreFactory = PgAuthStore,
-    *,
-    pool_max: int = POOL_MAX,
-) -> PgAuthStore:
-    """The bridge's store with the profile's timeouts, reporting to monitor."""
-    return store_cls(
-        dsn,
-        pool_max=pool_max,
-        connect_timeout_s=profile.connect_timeout_s,
-        statement_timeout_s=profile.statement_timeout_s,
-        monitor=monitor,
-    )
+# -- the seeded company ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -142,7 +103,20 @@ class SeededCompany:
     digests: dict[str, str | None]  # their expected content
 
 
-def seed_company(store: PgAuthStore, profile: Profile, company_id: str = "acme-health") -> SeededCompany:
+class KeyStore(Protocol):
+    """What seeding and timed reads use: the bridge under test, or the Python bridge's PgAuthStore."""
+
+    def save_creds(self, company_id: str, creds: Mapping[str, Any]) -> None:
+        """Baileys' saveCreds."""
+
+    def set_keys(self, company_id: str, data: Mapping[str, Mapping[str, Any]]) -> Any:
+        """Baileys' keys.set."""
+
+    def get_keys(self, company_id: str, key_type: str, ids: Iterable[str]) -> dict[str, Any]:
+        """Baileys' keys.get."""
+
+
+def seed_company(store: KeyStore, profile: Profile, company_id: str = "acme-health") -> SeededCompany:
     """Write a realistic company (profile-sized) and pick the session keys every read asks for."""
     creds, keys = datagen.make_company(random.Random(company_id), company_id, profile.keys_per_company)
     store.save_creds(company_id, creds)
@@ -151,7 +125,7 @@ def seed_company(store: PgAuthStore, profile: Profile, company_id: str = "acme-h
     return SeededCompany(company_id, creds, ids, {i: digest(keys["session"][i]) for i in ids})
 
 
-def timed_read(store: PgAuthStore, seeded: SeededCompany) -> float:
+def timed_read(store: KeyStore, seeded: SeededCompany) -> float:
     """Read the batch, check every value is the one written, and return the client-side seconds."""
     __tracebackhide__ = True
     start = time.perf_counter()
@@ -177,27 +151,142 @@ def payload_bytes(admin_dsn: str, seeded: SeededCompany) -> int:
     return int(row[0])
 
 
-def warm_pool(store: PgAuthStore, size: int, timeout: float) -> None:
-    """Open size pooled connections (as a busy hour leaves them), so a fault needs no new connection."""
-    held = []
-    try:
-        held = [store.pool.getconn(timeout=timeout) for _ in range(size)]
-    finally:
-        for conn in held:
-            store.pool.putconn(conn)
-
-
 def recovery_timeout(profile: Profile) -> float:
     """Bound for reads to answer again after a fault cut pooled connections: two connects, with room."""
     return 2 * max(4.0, 2 * profile.connect_timeout_s)
 
 
-def require_no_alerts(monitor: HealthMonitor) -> None:
-    """Before the fault: raise SteadyStateViolated when the monitor has any active alert."""
+# -- the bridge under test, through the contract's health operations ---------------------------------------
+
+# Failed calls a health scenario's bridge tolerates before turning read-only: these claims are about the
+# store's own percentiles, pool and deadlines; answering from the cache in read-only mode is the cache
+# scenarios' claim, and here it would hide the very failure under test.
+PATIENT_FAILURES = 1_000_000
+
+
+def open_bridge(
+    factory: MonitoredBridgeFactory, dsn: str, profile: Profile, *, pool_max: int = POOL_MAX
+) -> MonitoredBridge:
+    """The bridge under test on dsn, with the scenario thresholds, patient, not started (no probe loop)."""
+    config = replace(bridge_config(dsn, profile), pool_max=pool_max, failures_to_degrade=PATIENT_FAILURES)
+    bridge: MonitoredBridge = factory.from_config(config, health=scenario_thresholds(profile))
+    return bridge
+
+
+def overall_stats(bridge: MonitoredBridge) -> LatencyStats:
+    """The bridge's overall latency over its health window, as the suite's LatencyStats."""
+    raw = bridge.health()["overall"]
+    return LatencyStats(**{f.name: raw.get(f.name) for f in fields(LatencyStats)})
+
+
+def active_alerts(bridge: MonitoredBridge) -> dict[str, dict[str, Any]]:
+    """The bridge's active alerts by name (asking re-evaluates time-based ones, which may clear)."""
+    return {a["name"]: a for a in bridge.health()["alerts"]}
+
+
+def require_no_active_alerts(bridge: MonitoredBridge) -> None:
+    """Before the fault: raise SteadyStateViolated when the bridge reports any active alert."""
     __tracebackhide__ = True
-    active = monitor.active_alerts()
+    active = active_alerts(bridge)
     if active:
-        raise SteadyStateViolated("no alert active before any fault", [a.message for a in active])
+        raise SteadyStateViolated("no alert active before any fault", [a["message"] for a in active.values()])
+
+
+def alert_at(bridge: MonitoredBridge, kind: str, name: str, *, after: int = 0) -> float | None:
+    """Monotonic time of the first alert event of kind for name, from event index after on; None if none."""
+    events = bridge.alert_events.events()[after:]
+    return next((e.at_monotonic for e in events if e.kind == kind and e.details.get("name") == name), None)
+
+
+def alert_names(bridge: MonitoredBridge, kind: str, *, after: int = 0) -> set[str]:
+    """Names of the alerts with an event of kind, from event index after on."""
+    return {str(e.details.get("name")) for e in bridge.alert_events.events()[after:] if e.kind == kind}
+
+
+def server_now(admin_dsn: str) -> datetime:
+    """The database server's clock, to tell which sessions ran a statement after a moment."""
+    with psycopg.connect(admin_dsn) as conn:
+        row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    return cast("datetime", row[0])
+
+
+def client_sessions(admin_dsn: str, *, since: datetime | None = None, waiting_on_lock: bool = False) -> int:
+    """Sessions of other clients in this database: that began a statement after since, or wait on a lock.
+
+    The server's view, independent of what the bridge reports about its own pool.
+    """
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    )
+    params: list[Any] = []
+    if since is not None:
+        sql += " AND query_start > %s"
+        params.append(since)
+    if waiting_on_lock:
+        sql += " AND wait_event_type = 'Lock'"
+    with psycopg.connect(admin_dsn) as conn:
+        row = conn.execute(sql, params).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def lock_tables(faults: FaultSession, admin_dsn: str) -> Any:
+    """Hold ACCESS EXCLUSIVE locks on both auth tables in an open transaction until healed."""
+    conn = psycopg.connect(admin_dsn)
+    try:
+        conn.execute("LOCK TABLE whatsapp_auth, whatsapp_keys IN ACCESS EXCLUSIVE MODE")
+    except BaseException:
+        conn.close()
+        raise
+
+    def release() -> None:
+        try:
+            conn.rollback()
+        finally:
+            conn.close()
+
+    return faults.push(release, "ACCESS EXCLUSIVE locks on whatsapp_auth, whatsapp_keys")
+
+
+def warm_connections(
+    bridge: MonitoredBridge,
+    seeded: SeededCompany,
+    n: int,
+    admin_dsn: str,
+    faults: FaultSession,
+    profile: Profile,
+) -> None:
+    """Open n pooled connections, as a busy hour leaves them, so a fault needs no new connection.
+
+    n creds reads queued behind a table lock need a connection each; a pool that opens connections one at
+    a time may need a few rounds (each lock wait ends at the statement timeout). The server counts them.
+    """
+    window = 0.8 * profile.statement_timeout_s
+
+    def one_round() -> bool:
+        entry = lock_tables(faults, admin_dsn)
+        calls: list[Call] = []
+        try:
+            calls = [start_call(lambda: bridge.get_creds(seeded.company_id), f"warm-{i}") for i in range(n)]
+            try:
+                wait_until(
+                    lambda: client_sessions(admin_dsn, waiting_on_lock=True) >= n,
+                    timeout=window,
+                    what=f"{n} reads waiting on the lock",
+                    interval=0.02,
+                )
+            except RecoveryTimeout:
+                return False
+            return True
+        finally:
+            faults.heal_entry(entry)
+            join_calls(calls, 2 * bridge.op_timeout_s)
+
+    require_within(
+        one_round, timeout=10 * (window + bridge.op_timeout_s), what=f"{n} pooled connections open"
+    )
 
 
 # -- calls made in threads, timed ------------------------------------------------------------------
@@ -248,7 +337,14 @@ def join_calls(calls: Sequence[Call], timeout: float) -> list[Call]:
     return [c for c in calls if c.running]
 
 
-def heal_then_close(faults: FaultSession, entry: Any, store: PgAuthStore) -> None:
+class Closeable(Protocol):
+    """A store or a bridge: what heal_then_close closes."""
+
+    def close(self) -> None:
+        """Release everything."""
+
+
+def heal_then_close(faults: FaultSession, entry: Any, store: Closeable) -> None:
     """Undo the body's fault if still in force (a failure skipped the heal phase), then close the store."""
     try:
         if entry is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,19 +122,30 @@ class Run:
     def expect_never_early(self) -> None:
         """Fail if an alert under test was ever raised at a value not above the plan's threshold."""
         __tracebackhide__ = True
-        problems = []
-        for name in self.alerts:
-            plan_value, show = _SHOW[name](self.plan)
-            problems += [
-                f"{name} raised at {show(e.alert.value)}, not above the plan's {show(plan_value)}: "
-                f"the bridge alerts below the plan's threshold (its own is {show(e.alert.threshold)})"
-                for e in self.sink.events
-                if e.kind == "raised" and e.alert.name == name and e.alert.value <= plan_value
-            ]
-        expect([claim(self.claim, problems)])
+        raised = [
+            (e.alert.name, e.alert.value, e.alert.threshold) for e in self.sink.events if e.kind == "raised"
+        ]
+        expect([claim(self.claim, raised_early(self.plan, self.alerts, raised))])
 
 
-_SHOW: dict[str, Callable[[PlanThresholds], tuple[float, Callable[[float], str]]]] = {
+def raised_early(
+    plan: PlanThresholds, alerts: tuple[str, ...], raised: Iterable[tuple[str, float, float]]
+) -> list[str]:
+    """One problem per alert under test raised (name, value, the bridge's threshold) at or under the plan."""
+    problems = []
+    for name, value, threshold in raised:
+        if name not in alerts:
+            continue
+        plan_value, show = SHOW[name](plan)
+        if value <= plan_value:
+            problems.append(
+                f"{name} raised at {show(value)}, not above the plan's {show(plan_value)}: "
+                f"the bridge alerts below the plan's threshold (its own is {show(threshold)})"
+            )
+    return problems
+
+
+SHOW: dict[str, Callable[[PlanThresholds], tuple[float, Callable[[float], str]]]] = {
     "slow_query": lambda p: (p.slow_query_s, lambda v: f"{1000 * v:.0f} ms"),
     "p95_latency": lambda p: (p.p95_s, lambda v: f"P95 {1000 * v:.0f} ms"),
     "p99_latency": lambda p: (p.p99_s, lambda v: f"P99 {1000 * v:.0f} ms"),

@@ -22,26 +22,35 @@ are absolute in every profile.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
 
 from bridge.alerts import MemorySink
 from bridge.health import HealthMonitor
+from bridge.monitored import MonitoredStore
 from bridge.store import PgAuthStore
-from chaos.checkers import claim, expect
+from chaos.driver import MonitoredBridgeFactory
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from chaos.workload import BaileysWorkload
 from environment.env import AuthDatabase
 from reports.context import DR
 from scenarios.cache_support import bridge_config
-from scenarios.health_support import expect_within, nearest_rank, require_within, scenario_thresholds, slack_s
+from scenarios.health_support import require_within, scenario_thresholds
 from scenarios.health_thresholds_checks import check_expired_keys, check_pool
+from scenarios.health_thresholds_latency import LatencyRun, percentiles, slow_query
 from scenarios.health_thresholds_run import PlanThresholds, RecordingMonitor, Run, ThresholdResult
 
 CHECKS = ("slow-query", "percentiles", "pool", "expired-keys")
+# Driven through the bridge contract, for any bridge; the others hold pool connections and feed the
+# expired-keys count inside the Python bridge.
+LATENCY_CHECKS = ("slow-query", "percentiles")
+ALERTS = {
+    "slow-query": ("slow_query", "p99_latency"),
+    "percentiles": ("p95_latency",),
+    "pool": ("pool_utilisation",),
+    "expired-keys": ("expired_keys",),
+}
 READ_MIX = {"decrypt": 0.75, "open_session": 0.25}  # reads only: one statement, one round trip each
-BELOW, ABOVE = 0.90, 1.04  # toxic latency as a fraction of a latency threshold
 SAMPLES = 6  # observations needed on each side of a threshold
 # Fast reads taken before the latency checks. The monitor's percentiles run over a 5-minute window; filled
 # with this many fast reads, its P99 is the 4th-slowest read (P95 the 16th), so the one slow outlier a
@@ -72,12 +81,20 @@ def claim_name(check: str, plan: PlanThresholds) -> str:
 
 
 def run_health_thresholds(
-    dr: DR, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, check: str
+    dr: DR,
+    auth_db: AuthDatabase,
+    faults: FaultSession,
+    profile: Profile,
+    check: str,
+    *,
+    bridge_cls: MonitoredBridgeFactory = MonitoredStore,
 ) -> ThresholdResult:
-    """Run one threshold check (slow-query, pool or expired-keys) against the plan's figure."""
+    """Run one threshold check (slow-query, percentiles, pool or expired-keys) against the plan's figure."""
     if check not in CHECKS:
         raise ValueError(f"unknown threshold check {check!r}; valid: {', '.join(CHECKS)}")
     plan = PlanThresholds.read()
+    if check in LATENCY_CHECKS:
+        return _run_latency(dr, auth_db, faults, profile, check, plan, bridge_cls)
     sink = MemorySink()
     monitor = HealthMonitor(scenario_thresholds(profile), [sink])
     recorder = RecordingMonitor(monitor, dr.clock)
@@ -91,15 +108,9 @@ def run_health_thresholds(
         monitor=recorder,
     )
     company = f"thresholds-{check}"
-    alerts = {
-        "slow-query": ("slow_query", "p99_latency"),
-        "percentiles": ("p95_latency",),
-        "pool": ("pool_utilisation",),
-        "expired-keys": ("expired_keys",),
-    }[check]
+    alerts = ALERTS[check]
     result = ThresholdResult(check, asdict(plan))
-    latency = check in ("slow-query", "percentiles")
-    baseline = BASELINE if latency else 2 * SAMPLES
+    baseline = 2 * SAMPLES
     run = Run(
         plan,
         auth_db,
@@ -117,7 +128,7 @@ def run_health_thresholds(
     workload = BaileysWorkload(
         store,
         [company],
-        rate_per_company=max(BASELINE_RATE if latency else 20.0, profile.workload_ops_per_s),
+        rate_per_company=max(20.0, profile.workload_ops_per_s),
         seed=7,
         mix=None if check == "expired-keys" else READ_MIX,
     )
@@ -130,17 +141,11 @@ def run_health_thresholds(
             t0 = dr.clock()
             require_within(
                 lambda: len(recorder.queries_since(t0)) >= baseline,
-                timeout=10.0 + baseline / BASELINE_RATE,
+                timeout=10.0 + baseline / 20.0,
                 what="the live workload runs through the monitored store",
             )
             run.expect_never_early()
-        body = {
-            "slow-query": _slow_query,
-            "percentiles": _percentiles,
-            "pool": check_pool,
-            "expired-keys": check_expired_keys,
-        }
-        body[check](dr, run)
+        (check_pool if check == "pool" else check_expired_keys)(dr, run)
         run.expect_never_early()  # over the whole run, recovery included
         workload.stop()
         dr.attach_json(f"threshold check {check}", asdict(result))
@@ -153,129 +158,64 @@ def run_health_thresholds(
             store.close()
 
 
-def _slow_query(dr: DR, run: Run) -> None:
-    """Queries at 90 % of the plan's slow-query threshold stay quiet; at 104 % they alert."""
-    plan, recorder, faults, proxy = run.plan, run.recorder, run.faults, run.auth_db.proxy
-    limit_ms = plan.slow_query_s * 1000
-    below_ms, above_ms = round(BELOW * limit_ms), math.ceil(ABOVE * limit_ms)
-    with dr.phase("inject", f"replies delayed {below_ms} ms, below the plan's {limit_ms:g} ms"):
-        t_below = dr.clock()
-        entry = faults.add_toxic(proxy, "latency", latency=below_ms, jitter=0)
-    with dr.phase("observe", f"{SAMPLES} reads of >= {below_ms} ms: no slow-query alert for them"):
-        _expect_samples(recorder, t_below, below_ms / 1000, below_ms)
-        seen = recorder.queries_since(t_below)
-        run.result.below = {"toxic_ms": below_ms, "queries": len(seen), "slowest_ms": 1000 * max(seen)}
-        run.expect_never_early()
-        # A noisy first read above the plan may raise the alert legitimately, and a low threshold could then
-        # keep it active unseen; so judge the present too: every query the monitor holds is recorded here.
-        hold = run.monitor.thresholds.slow_query_hold_s
-        t_now = dr.clock()
-        active = run.active("slow_query")
-        recent = recorder.queries_since(t_now - hold)
-        slowest = max(recent, default=0.0)
-        kept_alive = (
-            f"active although no query of the last {hold:g} s exceeded the plan's {limit_ms:g} ms (slowest "
-            f"{1000 * slowest:.0f} ms of {len(recent)}): the bridge alerts below the plan's threshold"
-        )
-        expect(
-            [
-                claim(
-                    run.claim,
-                    [kept_alive] if active and slowest <= plan.slow_query_s else [],
-                )
-            ]
-        )
-    with dr.phase("inject", f"replies delayed {above_ms} ms, above the plan's {limit_ms:g} ms"):
-        faults.heal_entry(entry)
-        t_above = dr.clock()
-        entry = faults.add_toxic(proxy, "latency", latency=above_ms, jitter=0)
-    with dr.phase("observe", f"reads of >= {above_ms} ms raise the slow-query alert"):
-        _expect_samples(recorder, t_above, above_ms / 1000, above_ms)
-        slow = [x for x in recorder.queries_since(t_above) if x > plan.slow_query_s]
-        active = run.active("slow_query")
-        run.result.above = {"toxic_ms": above_ms, "queries_over_plan": len(slow), "alert_active": active}
-        problem = (
-            f"not raised after {len(slow)} queries slower than the plan's {limit_ms:g} ms (fastest of them "
-            f"{1000 * min(slow):.0f} ms): the bridge's threshold is above the plan's"
-        )
-        p99_problems = _percentile_missed(run, "p99_latency", 99, plan.p99_s)
-        expect([claim(run.claim, ([] if active else [problem]) + p99_problems, checked=len(slow))])
-    with dr.phase("heal", "toxic removed"):
-        faults.heal_entry(entry)
-        t_heal = dr.clock()
-    with dr.phase("recover", "the slow-query alert clears after its hold"):
-        hold = run.monitor.thresholds.slow_query_hold_s
-        expect_within(
-            lambda: not run.active("slow_query"),
-            timeout=hold + slack_s(hold) + 4 * above_ms / 1000,
-            claim="the slow-query alert clears once queries are fast again",
-        )
-        run.result.recovered_s = dr.clock() - t_heal
-
-
-def _percentile_missed(run: Run, alert: str, p: int, plan_s: float) -> list[str]:
-    """The percentile alert must be active when the recorded samples of its window put that percentile
-    above the plan (once the monitor has the samples it needs for a percentile at all)."""
-    t = run.monitor.thresholds
-    active = run.active(alert)
-    window = run.recorder.queries_since(run.recorder.now() - t.window_s)
-    value = nearest_rank(window, p) if window else 0.0
-    if active or len(window) < t.min_samples or value <= plan_s:
-        return []
-    return [
-        f"{alert} not raised with P{p} {1000 * value:.0f} ms over {len(window)} queries, above the plan's "
-        f"{1000 * plan_s:g} ms: the bridge's target is above the plan's"
-    ]
-
-
-def _percentiles(dr: DR, run: Run) -> None:
-    """Reads at 90 % of the plan's P95 target keep the P95 alert quiet; at 104 % they raise it."""
-    plan, recorder, faults, proxy = run.plan, run.recorder, run.faults, run.auth_db.proxy
-    target_ms = plan.p95_s * 1000
-    below_ms, above_ms = round(BELOW * target_ms), math.ceil(ABOVE * target_ms)
-    need = run.monitor.thresholds.min_samples  # below it the monitor judges no percentile at all
-    with dr.phase("inject", f"replies delayed {below_ms} ms, below the plan's P95 target {target_ms:g} ms"):
-        t_below = dr.clock()
-        entry = faults.add_toxic(proxy, "latency", latency=below_ms, jitter=0)
-    with dr.phase("observe", f"P95 near {below_ms} ms: no P95 alert"):
-        expect_within(
-            lambda: sum(x >= below_ms / 1000 for x in recorder.queries_since(t_below)) >= need,
-            timeout=need * 4 * below_ms / 1000 + 10,
-            claim=f"the workload's reads are delayed {below_ms} ms by the toxic",
-        )
-        run.result.below = {
-            "toxic_ms": below_ms,
-            "p95_ms": 1000 * nearest_rank(recorder.queries_since(0.0), 95),
-        }
-        run.expect_never_early()
-    with dr.phase("inject", f"replies delayed {above_ms} ms, above the plan's P95 target"):
-        faults.heal_entry(entry)
-        t_above = dr.clock()
-        entry = faults.add_toxic(proxy, "latency", latency=above_ms, jitter=0)
-    with dr.phase("observe", f"P95 at {above_ms} ms raises the P95 alert"):
-        # A tenth of the window above the target: the P95 rests on these reads, whatever one more adds.
-        expect_within(
-            lambda: (
-                sum(x >= above_ms / 1000 for x in recorder.queries_since(t_above))
-                >= max(SAMPLES, len(recorder.queries_since(0.0)) / 10)
-            ),
-            timeout=60.0,
-            claim=f"the workload's reads are delayed {above_ms} ms by the toxic",
-        )
-        missed = _percentile_missed(run, "p95_latency", 95, plan.p95_s)
-        run.result.above = {
-            "toxic_ms": above_ms,
-            "p95_ms": 1000 * nearest_rank(recorder.queries_since(0.0), 95),
-        }
-        expect([claim(run.claim, missed)])
-    with dr.phase("heal", "toxic removed"):
-        faults.heal_entry(entry)
-
-
-def _expect_samples(recorder: RecordingMonitor, since: float, at_least_s: float, toxic_ms: int) -> None:
-    """Wait until the workload has reported SAMPLES queries at least as slow as the toxic makes them."""
-    expect_within(
-        lambda: sum(x >= at_least_s for x in recorder.queries_since(since)) >= SAMPLES,
-        timeout=SAMPLES * 4 * toxic_ms / 1000 + 10,
-        claim=f"the workload's reads are delayed {toxic_ms} ms by the toxic",
+def _run_latency(
+    dr: DR,
+    auth_db: AuthDatabase,
+    faults: FaultSession,
+    profile: Profile,
+    check: str,
+    plan: PlanThresholds,
+    bridge_cls: MonitoredBridgeFactory,
+) -> ThresholdResult:
+    """A latency check through the bridge contract: a live read workload, a toxic below then above."""
+    # Only the hold is the scenario's (scaled with the profile); every threshold is the bridge's own.
+    bridge = bridge_cls.from_config(
+        bridge_config(auth_db.proxied_dsn, profile), health=scenario_thresholds(profile)
     )
+    workload = BaileysWorkload(
+        bridge,
+        [f"thresholds-{check}"],
+        rate_per_company=max(BASELINE_RATE, profile.workload_ops_per_s),
+        seed=7,
+        mix=READ_MIX,
+    )
+    own = bridge.health()["thresholds"]
+    run = LatencyRun(
+        plan,
+        auth_db,
+        faults,
+        bridge,
+        workload.history,
+        ALERTS[check],
+        claim_name(check, plan),
+        ThresholdResult(check, asdict(plan)),
+        window_s=float(own["window_s"]),
+        hold_s=float(own["slow_query_hold_s"]),
+        min_samples=int(own["min_samples"]),
+        after=len(bridge.alert_events),
+    )
+    try:
+        with dr.phase("steady_state", f"live workload; no {'/'.join(run.alerts)} alert raised early"):
+            workload.seed(profile.keys_per_company)
+            workload.start()
+            t0 = dr.clock()
+            require_within(
+                lambda: len(run.reads(t0)) >= BASELINE,
+                timeout=10.0 + BASELINE / BASELINE_RATE,
+                what="the live workload runs through the bridge",
+            )
+            run.expect_never_early()
+        (slow_query if check == "slow-query" else percentiles)(dr, run)
+        run.expect_never_early()  # over the whole run, recovery included
+        workload.stop()
+        dr.attach_json(f"threshold check {check}", asdict(run.result))
+        return run.result
+    finally:
+        try:
+            workload.stop(timeout_s=30.0)
+        finally:
+            try:
+                run.heal()
+            finally:
+                faults.heal()
+                bridge.close()

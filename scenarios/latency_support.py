@@ -1,6 +1,7 @@
 """Scenario body for latency and degradation (docs/TARGETS.md 2.x): a sweep of network degradations (latency
-with jitter, bandwidth, slicer) that the health monitor's percentiles must track and its alerts must follow. A
-function, so that tests/ can run it against a deliberately broken monitor and show that the scenario fails.
+with jitter, bandwidth, slicer) that the bridge's health percentiles must track and its alerts must follow. It
+drives any bridge through the contract (health, health.reset, alert events); a function, so that tests/ can
+run it against a deliberately broken monitor and show that the scenario fails.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from bridge.health import HealthMonitor, HealthThresholds, LatencyStats
-from bridge.store import PgAuthStore
+from bridge.contract import ALERT_CLEARED, ALERT_RAISED
+from bridge.health import HealthThresholds, LatencyStats
+from bridge.monitored import MonitoredStore
+from chaos.driver import MonitoredBridgeFactory
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from environment.env import AuthDatabase
@@ -22,16 +25,17 @@ from scenarios.health_support import (
     MIN_SAMPLES,
     MTTD_TARGET_S,
     WARMUP_READS,
-    MonitorFactory,
-    StoreFactory,
-    TimedSink,
+    active_alerts,
+    alert_at,
+    alert_names,
     expect_within,
     heal_then_close,
     ms,
     nearest_rank,
-    open_store,
+    open_bridge,
+    overall_stats,
     payload_bytes,
-    require_no_alerts,
+    require_no_active_alerts,
     scenario_thresholds,
     seed_company,
     slack_s,
@@ -235,40 +239,37 @@ def run_degradation_point(
     profile: Profile,
     point: DegradationPoint,
     *,
-    monitor_cls: MonitorFactory = HealthMonitor,
-    store_cls: StoreFactory = PgAuthStore,
+    bridge_cls: MonitoredBridgeFactory = MonitoredStore,
 ) -> PointResult:
     """Steady state, inject one degradation, check the monitor tracks it and alerts, heal, alert clears."""
     thresholds = scenario_thresholds(profile)
-    steady_monitor = monitor_cls(thresholds, [])
-    store = open_store(auth_db.proxied_dsn, profile, steady_monitor, store_cls)
+    bridge = open_bridge(bridge_cls, auth_db.proxied_dsn, profile)
     entry: Any = None
     try:
         with dr.phase("steady_state", f"{WARMUP_READS} reads of {BATCH} session keys within the 2.x targets"):
-            seeded = seed_company(store, profile)
+            seeded = seed_company(bridge, profile)
             for _ in range(WARMUP_READS):
-                timed_read(store, seeded)
-            steady = steady_monitor.snapshot().overall
-            require_no_alerts(steady_monitor)
+                timed_read(bridge, seeded)
+            steady = overall_stats(bridge)
+            require_no_active_alerts(bridge)
             dr.measure("steady_p95", ms(steady.p95), target=ms(thresholds.p95_target_s), unit="ms")
             dr.measure("steady_p99", ms(steady.p99), target=ms(thresholds.p99_target_s), unit="ms")
 
         degradation = point.plan(payload_bytes(auth_db.admin_dsn, seeded))
         n = samples_for(profile, degradation.expected_s)
-        sink = TimedSink()
-        monitor = monitor_cls(thresholds, [sink])
-        # A fresh monitor from the injection on: its window then holds the degraded reads only, so its
+        # A new health window from the injection on: it then holds the degraded reads only, so its
         # percentiles are exactly theirs (the production 300 s window would mix in the steady state).
-        store.monitor = monitor
+        bridge.reset_health()
+        after = len(bridge.alert_events)
         with dr.phase("inject", degradation.describe(), proxy=auth_db.proxy.name, model=degradation.model):
             t_inject = dr.clock()
             entry = faults.add_toxic(auth_db.proxy, degradation.toxic, **degradation.attributes)
 
         with dr.phase("observe", f"{n} reads through the degraded link"):
-            client = [timed_read(store, seeded) for _ in range(n)]
-            stats = monitor.snapshot().overall
+            client = [timed_read(bridge, seeded) for _ in range(n)]
+            stats = overall_stats(bridge)
             expected = expected_alerts(degradation, client, thresholds)
-            raised = set(sink.names("raised"))
+            raised = alert_names(bridge, ALERT_RAISED, after=after)
             result = PointResult(degradation, client, stats, expected, sorted(raised), steady)
             dr.attach_json("degradation point", result.to_dict())
             bound = ms(degradation.hi_s + slack_s(degradation.hi_s))
@@ -279,7 +280,7 @@ def run_degradation_point(
             dr.measure("p99", ms(stats.p99), target=bound, unit="ms", check=False)
             assert_tracks_degradation(stats, client, degradation)
             assert_alerts_as_expected(raised, expected, degradation.describe())
-            raised_at = sink.first("raised", "slow_query")
+            raised_at = alert_at(bridge, ALERT_RAISED, "slow_query", after=after)
             if raised_at is not None:
                 result.detect_s = raised_at - t_inject
                 dr.mark("detected", raised_at, alert="slow_query")
@@ -291,16 +292,16 @@ def run_degradation_point(
 
         recovered = "reads answer and the slow-query alert clears (P95/P99 alerts keep their 300 s window)"
         with dr.phase("recover", recovered):
-            timed_read(store, seeded)
+            timed_read(bridge, seeded)
             if raised_at is not None:
                 hold = thresholds.slow_query_hold_s
                 limit = hold + slack_s(hold)
                 expect_within(
-                    lambda: "slow_query" not in {a.name for a in monitor.active_alerts()},
+                    lambda: "slow_query" not in active_alerts(bridge),
                     timeout=limit,
                     claim=f"the slow-query alert clears within its {hold:g}s hold after heal",
                 )
-                cleared_at = sink.first("cleared", "slow_query")
+                cleared_at = alert_at(bridge, ALERT_CLEARED, "slow_query", after=after)
                 if cleared_at is None:
                     raise AssertionError(
                         "DR claim violated: the slow-query alert cleared without a 'cleared' event"
@@ -310,4 +311,4 @@ def run_degradation_point(
                 dr.measure("slow_query_clear", result.clear_s, target=limit, unit="s")
         return result
     finally:
-        heal_then_close(faults, entry, store)
+        heal_then_close(faults, entry, bridge)

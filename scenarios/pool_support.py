@@ -1,6 +1,7 @@
 """Scenario body for pool exhaustion (docs/TARGETS.md 2.x): slow queries hold every pooled connection; the
-pool-utilisation alert must fire above 80 % and extra requests must fail fast with a clear error.
-A function, so that tests/ can run it against a deliberately broken monitor or store.
+pool-utilisation alert must fire above 80 % and extra requests must fail fast with a clear error. It drives
+any bridge through the contract (health, alert events); a function, so that tests/ can run it against a
+deliberately broken bridge.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+from bridge.contract import ALERT_CLEARED, ALERT_RAISED
 from bridge.errors import DatabaseUnavailableError
-from bridge.health import HealthMonitor
-from bridge.store import PgAuthStore
-from chaos.checkers import require_steady
+from bridge.monitored import MonitoredStore
+from chaos.driver import MonitoredBridgeFactory
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from environment.env import AuthDatabase
@@ -21,19 +22,20 @@ from scenarios.health_support import (
     MTTD_TARGET_S,
     POOL_MAX,
     Call,
-    MonitorFactory,
-    StoreFactory,
-    TimedSink,
+    active_alerts,
+    alert_at,
+    client_sessions,
     expect_within,
     join_calls,
-    open_store,
+    open_bridge,
     recovery_timeout,
-    require_no_alerts,
+    require_no_active_alerts,
     scenario_thresholds,
     seed_company,
+    server_now,
     slack_s,
     start_call,
-    warm_pool,
+    warm_connections,
 )
 
 # -- scenario body: pool exhaustion --------------------------------------------------------------------------
@@ -60,48 +62,47 @@ def run_pool_exhaustion(
     profile: Profile,
     *,
     extras: int = 4,
-    monitor_cls: MonitorFactory = HealthMonitor,
-    store_cls: StoreFactory = PgAuthStore,
+    bridge_cls: MonitoredBridgeFactory = MonitoredStore,
 ) -> PoolResult:
     """Slow queries hold every pooled connection: pool alert fires, extra requests fail fast, all heals."""
     thresholds = scenario_thresholds(profile)
-    sink = TimedSink()
-    monitor = monitor_cls(thresholds, [sink])
-    store = open_store(auth_db.proxied_dsn, profile, monitor, store_cls)
+    bridge = open_bridge(bridge_cls, auth_db.proxied_dsn, profile)
     # The bridge's pool waits connect_timeout_s for a free connection (bridge.db.make_pool): the contract.
     pool_timeout = profile.connect_timeout_s
-    deadline = store.op_timeout_s
+    deadline = bridge.op_timeout_s
     result = PoolResult(POOL_MAX, pool_timeout)
     calls: list[Call] = []
     entry = None
     try:
         with dr.phase("steady_state", f"{POOL_MAX} pooled connections open, no alert"):
-            seeded = seed_company(store, profile)
-            warm_pool(store, POOL_MAX, timeout=10 * pool_timeout)
-            store.get_creds(seeded.company_id)
-            stats = store.pool_stats()
-            require_steady(stats.size == POOL_MAX and stats.in_use == 0, "the pool is warm and idle", stats)
-            require_no_alerts(monitor)
+            seeded = seed_company(bridge, profile)
+            warm_connections(bridge, seeded, POOL_MAX, auth_db.admin_dsn, faults, profile)
+            bridge.reset_health()  # the warm-up held every connection: its pool alert is not the fault's
+            bridge.get_creds(seeded.company_id)
+            require_no_active_alerts(bridge)
+            after = len(bridge.alert_events)
 
         latency_ms = math.ceil(2 * deadline * 1000)
         with dr.phase(
             "inject", f"replies delayed {latency_ms} ms; {POOL_MAX} creds reads hold every connection"
         ):
             t_inject = dr.clock()
+            mark = server_now(auth_db.admin_dsn)
             entry = faults.add_toxic(auth_db.proxy, "latency", latency=latency_ms)
             holders = [
-                start_call(lambda: store.get_creds(seeded.company_id), f"pool-holder-{i}")
+                start_call(lambda: bridge.get_creds(seeded.company_id), f"pool-holder-{i}")
                 for i in range(POOL_MAX)
             ]
             calls.extend(holders)
+            # The server sees a read on each of the pool's connections; the replies are held back.
             expect_within(
-                lambda: store.pool_stats().in_use == POOL_MAX,
+                lambda: client_sessions(auth_db.admin_dsn, since=mark) >= POOL_MAX,
                 timeout=(deadline - pool_timeout) / 2,
                 claim=f"slow reads hold all {POOL_MAX} pooled connections",
             )
             threshold = thresholds.pool_utilisation
             raised_at = expect_within(
-                lambda: sink.first("raised", "pool_utilisation"),
+                lambda: alert_at(bridge, ALERT_RAISED, "pool_utilisation", after=after),
                 timeout=pool_timeout,
                 claim=f"the pool-utilisation alert fires above {threshold:.0%} of {POOL_MAX} connections",
             )
@@ -111,13 +112,13 @@ def run_pool_exhaustion(
 
         with dr.phase("observe", f"{extras} extra requests fail within the {pool_timeout:g}s pool timeout"):
             extra = [
-                start_call(lambda: store.get_creds(seeded.company_id), f"pool-extra-{i}")
+                start_call(lambda: bridge.get_creds(seeded.company_id), f"pool-extra-{i}")
                 for i in range(extras)
             ]
             calls.extend(extra)
             limit = pool_timeout + slack_s(pool_timeout)
             hanging = join_calls(extra, limit)
-            in_use = store.pool_stats().in_use
+            pool = bridge.health()["pool"]
             if hanging:
                 raise AssertionError(
                     f"DR claim violated: {len(hanging)} of {extras} extra requests still waiting after "
@@ -131,13 +132,15 @@ def run_pool_exhaustion(
             dr.measure("extra_request_fail", max(result.extra_s), target=limit, unit="s", check=False)
             dr.measure(
                 "pool_utilisation_peak",
-                100.0 * (monitor.snapshot().pool_utilisation or 0.0),
+                100.0 * (pool.get("utilisation") or 0.0),
                 target=100 * thresholds.pool_utilisation,
                 unit="%",
                 comparison=">",
                 check=False,
             )
-            assert_extras_failed_fast(extra, pool_timeout=pool_timeout, in_use=in_use, pool_max=POOL_MAX)
+            assert_extras_failed_fast(
+                extra, pool_timeout=pool_timeout, in_use=pool.get("in_use") or 0, pool_max=POOL_MAX
+            )
 
         with dr.phase("heal", "toxic removed; the held reads complete"):
             faults.heal_entry(entry)
@@ -155,18 +158,22 @@ def run_pool_exhaustion(
             t_heal = dr.clock()
             expect_within(
                 lambda: (
-                    store.get_creds(seeded.company_id) is not None
-                    and "pool_utilisation" not in {a.name for a in monitor.active_alerts()}
+                    bridge.get_creds(seeded.company_id) is not None
+                    and "pool_utilisation" not in active_alerts(bridge)
                 ),
                 timeout=recovery_timeout(profile),
                 claim="the pool-utilisation alert clears once the slow reads have returned their connections",
             )
-            cleared_at = sink.first("cleared", "pool_utilisation")
-            assert cleared_at is not None
+            cleared_at = alert_at(bridge, ALERT_CLEARED, "pool_utilisation", after=after)
+            if cleared_at is None:
+                raise AssertionError(
+                    "DR claim violated: the pool-utilisation alert cleared without an alert_cleared event"
+                )
             result.clear_s = cleared_at - t_heal
             dr.mark("recovered", cleared_at, alert="pool_utilisation")
-            stats = store.pool_stats()
-            assert stats.in_use == 0 and stats.waiting == 0, f"pool not back to idle: {stats}"
+            bridge.get_creds(seeded.company_id)
+            in_use = bridge.health()["pool"]["in_use"]
+            assert in_use == 1, f"pool not back to idle: a lone read saw {in_use} connections in use"
         dr.attach_json("pool exhaustion", asdict(result))
         return result
     finally:
@@ -175,7 +182,7 @@ def run_pool_exhaustion(
                 faults.heal_entry(entry)  # frees the held reads, so the threads below end
         finally:
             join_calls(calls, deadline + slack_s(deadline))
-            store.close()
+            bridge.close()
 
 
 def assert_extras_failed_fast(

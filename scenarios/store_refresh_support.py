@@ -28,6 +28,7 @@ from bridge.resilient import BridgeState, ResilientStore
 from bridge.store import decode_creds, encode_creds, encode_value
 from chaos import datagen
 from chaos.checkers import Verdict, claim, database_digests, expect, expect_steady, no_acknowledged_write_lost
+from chaos.driver import Bridge, BridgeFactory
 from chaos.history import CREDS, INDETERMINATE, OK, History, KeyRef, digest
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
@@ -49,9 +50,16 @@ REFRESHED = "cache refreshed after recovery"
 DB_WINS = "reads return the database's values after recovery"
 
 
-def run_database_changed(dr: DR, db: AuthDatabase, faults: FaultSession, profile: Profile) -> History:
+def run_database_changed(
+    dr: DR,
+    db: AuthDatabase,
+    faults: FaultSession,
+    profile: Profile,
+    *,
+    bridge_cls: BridgeFactory = ResilientStore,
+) -> History:
     """Steady state, outage, changes behind the bridge's back, heal, recover; judge every changed read."""
-    scenario = _Scenario(dr, db, faults, profile)
+    scenario = _Scenario(dr, db, faults, profile, bridge_cls)
     with ExitStack() as cleanup:
         cleanup.callback(scenario.bridge.close)
         cleanup.callback(faults.heal)
@@ -67,12 +75,14 @@ def run_database_changed(dr: DR, db: AuthDatabase, faults: FaultSession, profile
 class _Scenario:
     """The state of one run, with one method per lifecycle phase."""
 
-    def __init__(self, dr: DR, db: AuthDatabase, faults: FaultSession, profile: Profile) -> None:
+    def __init__(
+        self, dr: DR, db: AuthDatabase, faults: FaultSession, profile: Profile, bridge_cls: BridgeFactory
+    ) -> None:
         self.dr, self.db, self.faults = dr, db, faults
         config = bridge_config(db.proxied_dsn, profile)
-        self.bridge = ResilientStore.from_config(config)
+        self.bridge: Bridge = bridge_cls.from_config(config)
         self.ttl, self.bound = config.cache_ttl_s, probe_bound(config)
-        self.patience = self.bridge.store.op_timeout_s + 2 * self.bound
+        self.patience = self.bridge.op_timeout_s + 2 * self.bound
         self.history = History(clock=dr.clock)
         live = [f"wins-{i:02d}" for i in range(profile.companies)]
         # An open but quiet session: nothing the workload writes can hide a change to its creds.
@@ -328,7 +338,7 @@ def _value(rng: random.Random, key_type: str) -> Any:
     return datagen.sender_key_value(rng) if key_type == "sender-key" else datagen.session_value(rng)
 
 
-def _event(bridge: ResilientStore, kind: str, timeout_s: float, after: int) -> BridgeEvent | None:
+def _event(bridge: Bridge, kind: str, timeout_s: float, after: int) -> BridgeEvent | None:
     """The first event of kind at index >= after, within timeout_s, else None."""
     try:
         return bridge.events.wait_for(kind, timeout_s=timeout_s, after=after)

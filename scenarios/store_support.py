@@ -45,6 +45,7 @@ from chaos.checkers import (
     no_write_applied_while_refused,
     sets_all_or_nothing,
 )
+from chaos.driver import Bridge, BridgeFactory
 from chaos.errors import RecoveryTimeout
 from chaos.history import OK, History, Op
 from chaos.profiles import Profile
@@ -133,10 +134,17 @@ class SetRun:
 
 
 def run_set_interrupted(
-    dr: DR, cut: Cut, db: AuthDatabase, faults: FaultSession, profile: Profile, *, pg: Any = None
+    dr: DR,
+    cut: Cut,
+    db: AuthDatabase,
+    faults: FaultSession,
+    profile: Profile,
+    *,
+    pg: Any = None,
+    bridge_cls: BridgeFactory = ResilientStore,
 ) -> SetRun:
     """Steady state; rounds of a large set cut in flight, healed and recovered; judge the database."""
-    scenario = _Scenario(dr, cut, db, faults, profile, pg)
+    scenario = _Scenario(dr, cut, db, faults, profile, pg, bridge_cls)
     with ExitStack() as cleanup:
         cleanup.callback(scenario.bridge.close)
         cleanup.callback(faults.heal)
@@ -153,13 +161,20 @@ class _Scenario:
     """The state of one run, with one method per lifecycle phase."""
 
     def __init__(
-        self, dr: DR, cut: Cut, db: AuthDatabase, faults: FaultSession, profile: Profile, pg: Any
+        self,
+        dr: DR,
+        cut: Cut,
+        db: AuthDatabase,
+        faults: FaultSession,
+        profile: Profile,
+        pg: Any,
+        bridge_cls: BridgeFactory,
     ) -> None:
         self.dr, self.cut, self.db, self.faults, self.pg = dr, cut, db, faults, pg
         config = bridge_config(db.proxied_dsn, profile)
-        self.bridge = ResilientStore.from_config(config)
+        self.bridge: Bridge = bridge_cls.from_config(config)
         self.per_type = max(10, profile.keys_per_company // 10)
-        self.patience = self.bridge.store.op_timeout_s + 2 * probe_bound(config)
+        self.patience = self.bridge.op_timeout_s + 2 * probe_bound(config)
         self.history = History(clock=dr.clock)
         self.run = SetRun(self.history)
         self.companies = [f"set-{cut.name}-{i:02d}" for i in range(profile.companies)]

@@ -8,20 +8,16 @@ it against bridges whose cache refresh is broken and shows that it fails, naming
 
 from __future__ import annotations
 
-import pytest
-
+from chaos.driver import BridgeFactory
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from environment.env import AuthDatabase
 from reports.context import DR
 from scenarios.store_refresh_support import run_database_changed
 
-# The claim is about the Python bridge's own parts: other bridges skip it, saying why.
-pytestmark = pytest.mark.bridge_internals
-
 
 def test_reads_return_database_values_after_recovery_when_database_changed_during_outage(
-    dr: DR, auth_db: AuthDatabase, faults: FaultSession, profile: Profile
+    dr: DR, auth_db: AuthDatabase, faults: FaultSession, profile: Profile, bridge_factory: BridgeFactory
 ) -> None:
     """Changed, inserted and deleted behind the bridge's back; after recovery every read is the database's."""
-    run_database_changed(dr, auth_db, faults, profile)
+    run_database_changed(dr, auth_db, faults, profile, bridge_cls=bridge_factory)

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import pytest
 
+from chaos.driver import BridgeFactory
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from environment.env import DedicatedCluster
 from reports.context import DR
 from scenarios.store_support import CUTS, run_set_interrupted
-
-# The claim is about the Python bridge's own parts: other bridges skip it, saying why.
-pytestmark = pytest.mark.bridge_internals
 
 CUT_PARAMS = [
     pytest.param(name, id=name, marks=[pytest.mark.destructive] if cut.needs_process_control else [])
@@ -26,11 +24,19 @@ CUT_PARAMS = [
 
 @pytest.mark.parametrize("cut", CUT_PARAMS)
 def test_keys_set_applied_all_or_nothing_when_interrupted_by_outage(
-    cut: str, dr: DR, profile: Profile, faults: FaultSession, request: pytest.FixtureRequest
+    cut: str,
+    dr: DR,
+    profile: Profile,
+    faults: FaultSession,
+    bridge_factory: BridgeFactory,
+    request: pytest.FixtureRequest,
 ) -> None:
     """Rounds of a large set over every key type, cut in flight; each is held wholly or not at all."""
     if CUTS[cut].needs_process_control:
         cluster: DedicatedCluster = request.getfixturevalue("pg_cluster")
-        run_set_interrupted(dr, CUTS[cut], cluster.auth_db, faults, profile, pg=cluster)
+        run_set_interrupted(
+            dr, CUTS[cut], cluster.auth_db, faults, profile, pg=cluster, bridge_cls=bridge_factory
+        )
     else:
-        run_set_interrupted(dr, CUTS[cut], request.getfixturevalue("auth_db"), faults, profile)
+        db = request.getfixturevalue("auth_db")
+        run_set_interrupted(dr, CUTS[cut], db, faults, profile, bridge_cls=bridge_factory)

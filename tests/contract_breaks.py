@@ -2,6 +2,8 @@
 
 python -m tests.contract_breaks no-keys-get         keys.get answered with unknown_operation
 python -m tests.contract_breaks read-only-misnamed  a read-only refusal named database_unavailable
+python -m tests.contract_breaks no-health-reset     health.reset answered with unknown_operation
+python -m tests.contract_breaks no-alert-events     alerts in health, but never sent as events
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 from bridge import contract
 from bridge.contract_server import ContractServer, serve
+from bridge.events import BridgeEvent
 
 
 class NoKeysGet(ContractServer):
@@ -32,7 +35,28 @@ class ReadOnlyMisnamed(ContractServer):
         return wire
 
 
-BREAKS = {"no-keys-get": NoKeysGet, "read-only-misnamed": ReadOnlyMisnamed}
+class NoHealthReset(ContractServer):
+    """A bridge whose health window never restarts."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        del self._handlers[contract.HEALTH_RESET]
+
+
+class NoAlertEvents(ContractServer):
+    """A bridge that reports alerts in its health snapshot but never sends them as events."""
+
+    def _forward(self, event: BridgeEvent) -> None:
+        if event.kind not in (contract.ALERT_RAISED, contract.ALERT_CLEARED):
+            super()._forward(event)
+
+
+BREAKS = {
+    "no-keys-get": NoKeysGet,
+    "read-only-misnamed": ReadOnlyMisnamed,
+    "no-health-reset": NoHealthReset,
+    "no-alert-events": NoAlertEvents,
+}
 
 if __name__ == "__main__":
     sys.exit(serve(sys.stdin.buffer, sys.stdout.buffer, server_cls=BREAKS[sys.argv[1]]))

@@ -27,6 +27,8 @@ def test_bridges_of_this_repository_meet_the_contract(
             "read-only-misnamed",
             "creds.save while read-only: expected error read_only, got database_unavailable",
         ),
+        ("no-health-reset", "does not implement health.reset"),
+        ("no-alert-events", "configure health thresholds and the alert_raised event: alert events after"),
     ],
 )
 def test_conformance_names_the_operation_a_broken_bridge_gets_wrong(

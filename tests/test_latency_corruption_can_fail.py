@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from bridge.config import BridgeConfig
 from bridge.errors import CorruptedKeyError, StoreError
 from bridge.health import HealthMonitor, HealthThresholds
+from bridge.monitored import MonitoredStore
 from bridge.resilient import ResilientStore
-from bridge.store import PgAuthStore
 from chaos.checkers import CLAIM_VIOLATED
 from scenarios.corruption_support import run_heap_corruption, run_logical_corruption
 from scenarios.deadline_support import run_deadline_check
@@ -58,21 +59,30 @@ class _NeverFires:
         return None
 
 
-class NoDeadlineStore(PgAuthStore):
-    """Waits for the server however long it takes: no client-side deadline."""
+class NoDeadlineBridge(MonitoredStore):
+    """Waits for the server however long it takes: its store has no client-side deadline."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._watchdog.close()
-        self._watchdog = _NeverFires()  # type: ignore[assignment]
+    @classmethod
+    def from_config(cls, config: BridgeConfig, **kwargs: Any) -> MonitoredStore:
+        bridge = super().from_config(config, **kwargs)
+        bridge.store._watchdog.close()
+        bridge.store._watchdog = _NeverFires()  # type: ignore[assignment]
+        return bridge
 
 
-class QueueingPoolStore(PgAuthStore):
+class QueueingPoolBridge(MonitoredStore):
     """Lets callers queue for a connection for a minute instead of failing at the pool timeout."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.pool.timeout = 60.0
+    @classmethod
+    def from_config(cls, config: BridgeConfig, **kwargs: Any) -> MonitoredStore:
+        bridge = super().from_config(config, **kwargs)
+        bridge.store.pool.timeout = 60.0
+        return bridge
+
+
+def monitored_by(monitor_cls: type[HealthMonitor]) -> type[MonitoredStore]:
+    """The in-process bridge with a broken monitor."""
+    return type(f"BridgeWith{monitor_cls.__name__}", (MonitoredStore,), {"monitor_cls": monitor_cls})
 
 
 class GarbageServingBridge(ResilientStore):
@@ -97,7 +107,7 @@ class PageErrorHidingBridge(ResilientStore):
             return dict.fromkeys(ids)
 
 
-class LossMaskingStore(PgAuthStore):
+class LossMaskingBridge(ResilientStore):
     """Remembers every key it has read and serves that memory when the row has gone: data loss hidden."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -128,7 +138,9 @@ def test_latency_scenario_fails_when_monitor_is_broken(
     dr: Any, auth_db: Any, faults: Any, profile: Any, monitor_cls: type[HealthMonitor], message: str
 ) -> None:
     with pytest.raises(AssertionError, match=message) as failure:
-        run_degradation_point(dr, auth_db, faults, profile, Latency(600, 50), monitor_cls=monitor_cls)
+        run_degradation_point(
+            dr, auth_db, faults, profile, Latency(600, 50), bridge_cls=monitored_by(monitor_cls)
+        )
     assert CLAIM_VIOLATED in str(failure.value)
     assert not faults.active, f"faults left active: {faults.active}"
 
@@ -137,47 +149,52 @@ def test_deadline_scenario_fails_when_store_has_no_client_deadline(
     dr: Any, auth_db: Any, faults: Any, profile: Any
 ) -> None:
     with pytest.raises(AssertionError, match=r"a read answered after .* no deadline enforced"):
-        run_deadline_check(dr, auth_db, faults, profile, "network-latency", store_cls=NoDeadlineStore)
+        run_deadline_check(dr, auth_db, faults, profile, "network-latency", bridge_cls=NoDeadlineBridge)
 
 
 @pytest.mark.parametrize(
     ("broken", "message"),
     [
         pytest.param(
-            {"monitor_cls": PoolBlindMonitor},
+            monitored_by(PoolBlindMonitor),
             "the pool-utilisation alert fires above 80%",
             id="monitor-pool-blind",
         ),
-        pytest.param(
-            {"store_cls": QueueingPoolStore}, "requests hang instead of failing fast", id="requests-queue"
-        ),
+        pytest.param(QueueingPoolBridge, "requests hang instead of failing fast", id="requests-queue"),
     ],
 )
 def test_pool_scenario_fails_when_pool_protection_is_broken(
-    dr: Any, auth_db: Any, faults: Any, profile: Any, broken: dict[str, Any], message: str
+    dr: Any, auth_db: Any, faults: Any, profile: Any, broken: type[MonitoredStore], message: str
 ) -> None:
     with pytest.raises(AssertionError, match=message) as failure:
-        run_pool_exhaustion(dr, auth_db, faults, profile, **broken)
+        run_pool_exhaustion(dr, auth_db, faults, profile, bridge_cls=broken)
     assert CLAIM_VIOLATED in str(failure.value)
 
 
 def test_corruption_scenario_fails_when_bridge_serves_garbage(
     dr: Any, auth_db: Any, faults: Any, profile: Any, s3_buckets: Any
 ) -> None:
-    with pytest.raises(AssertionError, match="instead of raising CorruptedKeyError"):
+    # The audit reads through the bridge under test: the garbage it hands out is named as a value that
+    # differs from the acknowledged one, not as the corrupted row it is.
+    garbage_served = (
+        r"garbage-value not detected as injected: .*\n  missed: .*: corrupted\n  unexpected: .*: differs"
+    )
+    with pytest.raises(AssertionError, match=garbage_served) as failure:
         run_logical_corruption(
             dr, auth_db, faults, profile, s3_buckets, "garbage-value", bridge_cls=GarbageServingBridge
         )
+    assert CLAIM_VIOLATED in str(failure.value)
 
 
-def test_corruption_scenario_fails_when_store_masks_deleted_rows(
-    dr: Any, auth_db: Any, faults: Any, profile: Any, s3_buckets: Any, monkeypatch: pytest.MonkeyPatch
+def test_corruption_scenario_fails_when_bridge_masks_deleted_rows(
+    dr: Any, auth_db: Any, faults: Any, profile: Any, s3_buckets: Any
 ) -> None:
-    monkeypatch.setattr("bridge.resilient.PgAuthStore", LossMaskingStore)
     with pytest.raises(
         AssertionError, match=r"rows-deleted not detected as injected: \d+ rows damaged, 0 named"
     ):
-        run_logical_corruption(dr, auth_db, faults, profile, s3_buckets, "rows-deleted")
+        run_logical_corruption(
+            dr, auth_db, faults, profile, s3_buckets, "rows-deleted", bridge_cls=LossMaskingBridge
+        )
 
 
 @pytest.mark.destructive

@@ -1,7 +1,7 @@
-"""The rollback manifest and partial-import scenarios can fail: break the real export or import code in one
-place (a monkeypatched SQL string, property or constant, never a hook added for the purpose; see
-tests/breaks/rollback.py) and the scenario's engine fails with a message that starts with "DR claim
-violated" and names the claim."""
+"""The rollback manifest, partial-import and rollback-within-RTO scenarios can fail: break the real export
+or import code in one place (a monkeypatched SQL string, property or constant, never a hook added for the
+purpose; see tests/breaks/rollback.py), or the bridge's own cache-only export (a subclass), and the
+scenario's engine fails with a message that starts with "DR claim violated" and names the claim."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
+from bridge.monitored import MonitoredStore
 from chaos.checkers import CLAIM_VIOLATED
 from chaos.profiles import Profile
 from chaos.toxiproxy import FaultSession
 from reports.context import DR
 from scenarios.rollback_import_support import run_partial_import
 from scenarios.rollback_manifest_support import AGREES, run_manifest_counts
+from scenarios.rollback_outage_support import run_rollback_outage
 from tests.breaks import get_break
 from tests.breaks.rollback import DROPPED_TYPE, REWRITTEN
 
@@ -82,4 +84,21 @@ def test_partial_import_scenario_fails_when_import_deletes(
     with pytest.raises(AssertionError) as failure:
         run_partial_import(dr, auth_db, faults, profile, tmp_path)
     _fails_naming(failure, found.claim)
+    assert not faults.active, f"faults left active: {faults.active}"
+
+
+class ExportLeavesOutExpired(MonitoredStore):
+    """Exports only the cache entries within the TTL, whatever it is asked: past the TTL, nothing."""
+
+    def export_cache(self, out_dir: str | Path, *, include_expired: bool = False) -> dict[str, Any]:
+        return super().export_cache(out_dir, include_expired=False)
+
+
+def test_rollback_scenario_fails_when_the_bridge_exports_nothing_past_the_ttl(
+    dr: DR, auth_db: Any, faults: FaultSession, profile: Profile, tmp_path: Path
+) -> None:
+    with pytest.raises(AssertionError) as failure:
+        run_rollback_outage(dr, auth_db, faults, profile, tmp_path, ExportLeavesOutExpired)
+    _fails_naming(failure, "cache-only export written by the bridge (export.cache)")
+    assert "creds are not in the cache" in str(failure.value)
     assert not faults.active, f"faults left active: {faults.active}"

@@ -33,9 +33,9 @@ const arg = (args, name) => {
 const handlers = {
   configure: (args) => {
     if (bridge) throw invalidInput('the bridge is already configured', 'op')
-    const { clock: clockKind, ...settings } = args
+    const { clock: clockKind, health, ...settings } = args
     if (clockKind === 'manual') clock = new ManualClock()
-    const made = new AuthBridge(settings, clock ? { clock } : {})
+    const made = new AuthBridge(settings, { ...(clock ? { clock } : {}), health: health ?? {} })
     made.on('bridge-event', (e) => send({ event: e.kind, at: e.at, ...(clock ? { mono: e.mono } : {}), details: e.details }))
     bridge = made
     return { bridge: 'node', contract: CONTRACT_VERSION, op_timeout_s: made.store.opTimeoutS }
@@ -48,6 +48,7 @@ const handlers = {
   'creds.save': async (a) => { await need().saveCreds(arg(a, 'company'), arg(a, 'creds')); return null },
   state: () => ({ state: need().state, read_only_since: need().sinceWall ? need().sinceWall.getTime() / 1000 : null }),
   health: () => need().monitor.snapshot(),
+  'health.reset': () => { need().resetHealth(); return null },
   'cache.snapshot': (a) => need().cacheSnapshot({ includeExpired: Boolean(a.include_expired) }),
   'export.cache': (a) => need().exportCache(arg(a, 'dir'), { includeExpired: Boolean(a.include_expired) }),
   shutdown: async () => {

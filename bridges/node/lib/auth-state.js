@@ -13,7 +13,7 @@ import { initAuthCreds, proto, useMultiFileAuthState } from '@whiskeysockets/bai
 import { TTLCache, SystemClock, credsKey, keyKey, parseKey } from './cache.js'
 import { credsWhere, decode, encode, keyWhere } from './codec.js'
 import { BridgeError, CACHE_EXPIRED, CACHE_MISS, CORRUPTED, DATABASE_UNAVAILABLE, OUTCOME_UNKNOWN, READ_ONLY, invalidInput } from './errors.js'
-import { HealthMonitor } from './health.js'
+import { HealthMonitor, checkThresholds } from './health.js'
 import { quote, validateCompanyId, validateKeyIds, validateKeyType } from './ids.js'
 import { PgStore, Probe } from './store.js'
 
@@ -52,12 +52,13 @@ const describeKey = (key) => {
 }
 
 export class AuthBridge extends EventEmitter {
-  constructor (settings, { clock = new SystemClock() } = {}) {
+  constructor (settings, { clock = new SystemClock(), health = {} } = {}) {
     super()
     this.config = checkConfig(settings)
+    this.thresholds = checkThresholds(health)
     this.clock = clock
-    this.monitor = new HealthMonitor(clock)
-    this.store = new PgStore(this.config, this.monitor)
+    this.store = new PgStore(this.config)
+    this.resetHealth()
     this.probe = new Probe(this.config)
     this.cache = new TTLCache(this.config.cache_ttl_s, clock)
     this.state = HEALTHY
@@ -66,7 +67,6 @@ export class AuthBridge extends EventEmitter {
     this.reason = null
     this.failures = 0
     this.epoch = 0 // recoveries so far: a failure of a call begun in an earlier epoch is old news
-    this.log = []
     this.writeChains = new Map() // company -> promise: one company's writes in commit order
     this.probing = null
     this.timers = []
@@ -75,9 +75,16 @@ export class AuthBridge extends EventEmitter {
 
   emitEvent (kind, details = {}) {
     const event = { kind, at: Date.now() / 1000, mono: this.clock.monotonic(), details }
-    this.log.push(event)
     this.emit('bridge-event', event)
     return event
+  }
+
+  // A new health window (the contract's health.reset): no samples, no active alert. Alert transitions
+  // are bridge events, as state transitions are.
+  resetHealth () {
+    const onAlert = (change, alert) => this.emitEvent(`alert_${change}`, alert)
+    this.monitor = new HealthMonitor(this.clock, { thresholds: this.thresholds, onAlert })
+    this.store.monitor = this.monitor
   }
 
   // -- lifecycle ------------------------------------------------------------------------------------

@@ -100,6 +100,8 @@ const guard = (client) => {
   return client
 }
 
+const QUERY_TIMEOUT = 'Query read timeout' // pg's error when query_timeout passes
+
 // A pg error without a SQLSTATE, or one that ends the session, means the connection itself failed.
 const connectionLost = (err) => !(typeof err.code === 'string' && /^[0-9A-Z]{5}$/.test(err.code)) || /^(08|57P)/.test(err.code)
 
@@ -111,6 +113,7 @@ export class PgStore {
     // The server cancels at statement_timeout; the client deadline catches servers that cannot answer.
     this.opTimeoutS = config.statement_timeout_s + Math.max(1, config.statement_timeout_s / 2)
     this.poolMax = config.pool_max
+    this.waitS = config.connect_timeout_s
     this.pool = new pg.Pool({
       ...this.params,
       types,
@@ -131,13 +134,34 @@ export class PgStore {
     return this.pool.totalCount - this.pool.idleCount
   }
 
+  // A pooled connection. When every one is lent out, wait for one at most connect_timeout_s, as the Python
+  // bridge's pool does (pg's own timer also bounds connecting, which libpq rounds up to 2 s).
+  async checkout () {
+    const full = this.pool.totalCount >= this.poolMax && this.pool.idleCount === 0
+    const pending = this.pool.connect()
+    if (!full) return pending
+    let timer
+    const waited = new Promise((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`no free connection within ${this.waitS}s`)), this.waitS * 1000)
+    })
+    try {
+      return await Promise.race([pending, waited])
+    } catch (err) {
+      pending.then((client) => client.release(), () => {}) // given up on: hand it back when it comes
+      throw err
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
   // Run one statement; report its latency and the pool's use; translate failures into the taxonomy.
   async run (kind, what, sql, params, { write }) {
     let client
     try {
-      client = guard(await this.pool.connect())
+      client = guard(await this.checkout())
     } catch (err) {
-      throw this.unavailable(`${what}: no database connection to ${this.target} (pool: ${this.poolInUse()}/${this.poolMax} in use; ${err.message})`)
+      const pool = `${this.poolInUse()}/${this.poolMax} connections in use, ${this.pool.waitingCount} waiting`
+      throw this.unavailable(`${what}: no database connection to ${this.target} (pool: ${pool}; ${err.message})`)
     }
     this.monitor?.observePool(this.poolInUse(), this.poolMax)
     const start = performance.now()
@@ -150,8 +174,12 @@ export class PgStore {
       client.release(lost ? err : undefined)
       if (err.code === '57014') throw this.unavailable(`${what}: statement timed out on ${this.target} (${err.message})`)
       if (!connectionLost(err)) throw new BridgeError(STORE_ERROR, `${what}: database ${this.target} refused it [${err.code}]: ${err.message}`, { sqlstate: err.code })
-      if (write) throw this.unavailable(`${what}: connection to ${this.target} failed while the write was in flight; it may or may not have committed (${err.message})`, OUTCOME_UNKNOWN)
-      throw this.unavailable(`${what}: database ${this.target} unavailable (${err.message})`)
+      // pg's query_timeout: the client deadline passed and the connection is cut; say so, as the Python bridge does.
+      const failed = err.message === QUERY_TIMEOUT
+        ? `timed out: no answer from ${this.target} within the ${this.opTimeoutS}s client deadline, connection cut`
+        : `connection to ${this.target} failed`
+      if (write) throw this.unavailable(`${what}: ${failed} while the write was in flight; it may or may not have committed (${err.message})`, OUTCOME_UNKNOWN)
+      throw this.unavailable(`${what}: ${err.message === QUERY_TIMEOUT ? failed : `database ${this.target} unavailable`} (${err.message})`)
     } finally {
       this.monitor?.observeQuery(kind, (performance.now() - start) / 1000)
     }
