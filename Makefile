@@ -35,7 +35,7 @@ drill: setup-drill
 SHARDS ?= 3
 SHARD ?= 1
 drill-shard: setup-drill
-	$(PY) scripts/shard.py drill --profile $(PROFILE) --shards $(SHARDS) --shard $(SHARD)
+	$(PY) scripts/shard.py drill --profile $(PROFILE) --shards $(SHARDS) --shard $(SHARD) $(if $(DRILL_WORKERS),--workers $(DRILL_WORKERS))
 
 # Re-record the measured durations of PROFILE from the JUnit XML its drills wrote.
 durations: setup
