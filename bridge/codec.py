@@ -18,8 +18,8 @@ from bridge.errors import CodecError
 MAX_VALUE_BYTES = 1024 * 1024
 # Where orjson's text can differ from json.dumps': NaN/Infinity become null, and floats below 1e-4 lose the
 # exponent or its zero padding ("0.00001", "1e-7" against "1e-05", "1e-07"; see _negative_exponent). Such
-# texts take the exact path; substring tests, because a regular expression costs more than the encoding.
-_ORJSON_MAY_DIFFER = (b"null", b"0.0000")
+# texts (a "null" or a "0.0000" in them) take the exact path; substring tests, because a regular expression
+# costs more than the encoding, and spelled out in fast_dumps, because any() over a tuple costs more too.
 # orjson parses integers beyond 64 bits as floats, json.loads keeps them exact: 19 digits in a row go to json.
 _DIGITS_AS_ONES = bytes(49 if 48 <= i <= 57 else 48 for i in range(256))
 _LONG_NUMBER = b"1" * 19
@@ -170,24 +170,32 @@ def _buffer_default(value: Any) -> dict[str, str]:
 
 
 def fast_dumps(
-    value: Any, default: Callable[[Any], Any] = _buffer_default, *, sort_keys: bool = False
+    value: Any,
+    default: Callable[[Any], Any] = _buffer_default,
+    *,
+    sort_keys: bool = False,
+    parsed: bool = False,
 ) -> bytes | None:
     """Compact JSON of value in one C pass, byte-identical to json.dumps' (after default), or None.
 
     sort_keys sorts object keys by code point, as json.dumps(sort_keys=True) does.
-    None where orjson's text could differ (a _ORJSON_MAY_DIFFER text is in it), where orjson refuses
-    (ints beyond 64 bits, lone surrogates, non-string keys, types default() refuses) and where value holds
-    a type that json.dumps would refuse but orjson writes (UUID, Enum, Fragment): the caller then takes
-    its exact Python path, which also raises the precise error.
+    None where orjson's text could differ ("null", "0.0000", or "e-" and a digit, is in it), where orjson
+    refuses (ints beyond 64 bits, lone surrogates, non-string keys, types default() refuses) and where value
+    holds a type that json.dumps would refuse but orjson writes (UUID, Enum, Fragment): the caller then
+    takes its exact Python path, which also raises the precise error.
+    parsed=True says value is what a JSON parser returned (only JSON types): the type check is skipped.
     """
     try:
         raw = orjson.dumps(value, default=default, option=_SORTED if sort_keys else _PASSTHROUGH)
-        # marshal writes only exact builtins (bytes-like included) and refuses any other type, in one C pass
-        # costing about a third of the encoding: a UUID or an enum member never reaches the fast text.
-        marshal.dumps(value)
+        if not parsed:
+            # marshal writes only exact builtins (bytes-like included) and refuses any other type, in one C
+            # pass cheaper than the text checks below: a UUID or an enum member never reaches the fast text.
+            marshal.dumps(value)
     except (TypeError, ValueError):
         return None
-    return None if any(m in raw for m in _ORJSON_MAY_DIFFER) or _negative_exponent(raw) else raw
+    if b"null" in raw or b"0.0000" in raw or _negative_exponent(raw):
+        return None
+    return raw
 
 
 def _negative_exponent(raw: bytes) -> bool:

@@ -110,8 +110,10 @@ def test_compare_names_each_table_and_company() -> None:
 
 @given(json_trees)
 def test_canonical_json_is_json_dumps_sorted_compact_text(value) -> None:
-    # The manifests' digests are defined by this text; the orjson path must not change one byte.
+    # The manifests' digests are defined by this text; the orjson path must not change one byte, with the
+    # type check (any caller's value) or without it (the digest's parsed rows).
     assert canonical_json(value) == _plain(value)
+    assert canonical_json(value, parsed=True) == _plain(value)
 
 
 def test_key_lines_are_the_canonical_json_of_the_triple() -> None:
