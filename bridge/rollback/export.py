@@ -282,8 +282,9 @@ def _write_company(
         raise RollbackError(
             f"company {cid}: creds lack required field(s) {', '.join(missing)}; Baileys would fail"
         )
+    parsed = company.source == "database"  # rows as psycopg parsed them; the cache holds callers' values
     try:
-        creds_bytes = fs.encode_file(creds)
+        creds_bytes = fs.encode_file(creds, parsed=parsed)
     except BridgeError as exc:
         raise RollbackError(f"company {cid}: creds cannot be encoded: {exc}") from exc
     by_name: dict[str, str] = {}
@@ -296,7 +297,7 @@ def _write_company(
                 raise InvalidInputError(f"file name {name} is also the file of id {by_name[name]!r}")
             if value is None:
                 raise InvalidInputError("value is JSON null, which Baileys reads as absent")
-            data = fs.encode_file(value)
+            data = fs.encode_file(value, parsed=parsed)
         except InvalidInputError as exc:
             bad.append(SkippedKey(key_type, key_id, str(exc)))
             continue
