@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import marshal
 from collections.abc import Callable
 from typing import Any
 
@@ -17,12 +18,13 @@ from bridge.errors import CodecError
 MAX_VALUE_BYTES = 1024 * 1024
 # Where orjson's text can differ from json.dumps': NaN/Infinity become null, and floats below 1e-4 lose the
 # exponent or its zero padding ("0.00001", "1e-7" against "1e-05", "1e-07"; see _negative_exponent). Such
-# texts take the exact path; substring tests, because a regular expression costs more than the encoding.
-_ORJSON_MAY_DIFFER = (b"null", b"0.0000")
+# texts (a "null" or a "0.0000" in them) take the exact path; substring tests, because a regular expression
+# costs more than the encoding, and spelled out in fast_dumps, because any() over a tuple costs more too.
 # orjson parses integers beyond 64 bits as floats, json.loads keeps them exact: 19 digits in a row go to json.
 _DIGITS_AS_ONES = bytes(49 if 48 <= i <= 57 else 48 for i in range(256))
 _LONG_NUMBER = b"1" * 19
-# Subclasses, dataclasses and datetimes go to default(), which refuses them as replace() does.
+# Subclasses, dataclasses and datetimes go to default(), which refuses them as replace() does. UUIDs, enums
+# and orjson.Fragment have no such option: fast_dumps refuses them through marshal (see there).
 _PASSTHROUGH = (
     orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 )
@@ -30,21 +32,49 @@ _SORTED = _PASSTHROUGH | orjson.OPT_SORT_KEYS
 
 
 def replace(value: Any) -> Any:
-    """Return a JSON-ready copy of value with every bytes object as a Buffer object (BufferJSON.replacer)."""
+    """Return a JSON-ready copy of value with every bytes object as a Buffer object (BufferJSON.replacer).
+
+    A value JSON cannot hold raises CodecError naming its type and JSON path (also in .where).
+    """
+    try:
+        return _replace(value)
+    except CodecError:
+        # Walk again, building the path this time, so the error says where the bad value is.
+        return _replace_at(value, "$")
+
+
+def _replace(value: Any) -> Any:
+    """replace() without paths: builds no strings."""
     if isinstance(value, bytes | bytearray | memoryview):
         return {"type": "Buffer", "data": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, list | tuple):
-        return [replace(v) for v in value]
+        return [_replace(v) for v in value]
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for k, v in value.items():
             if not isinstance(k, str):
                 raise CodecError(f"object key {k!r} is not a string", field="key")
-            out[k] = replace(v)
+            out[k] = _replace(v)
         return out
     if value is None or isinstance(value, str | bool | int | float):
         return value
     raise CodecError(f"value of type {type(value).__name__} cannot be encoded as BufferJSON")
+
+
+def _replace_at(value: Any, path: str) -> Any:
+    """replace() that tracks the JSON path of each node, for the error message."""
+    if isinstance(value, list | tuple):
+        return [_replace_at(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        for k in value:
+            if not isinstance(k, str):
+                raise CodecError(f"object key {k!r} at {path} is not a string", field="key", where=path)
+        return {k: _replace_at(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, bytes | bytearray | memoryview | str | bool | int | float) or value is None:
+        return _replace(value)
+    raise CodecError(
+        f"value of type {type(value).__name__} at {path} cannot be encoded as BufferJSON", where=path
+    )
 
 
 def revive(value: Any, *, path: str = "$") -> Any:
@@ -53,11 +83,29 @@ def revive(value: Any, *, path: str = "$") -> Any:
     Containers without a Buffer below them are returned as they are, not copied: a caller that hands the
     result on while keeping value (the cache) copies one of them itself.
     """
+    if _no_buffer_inside(value):
+        return value
     try:
         return _revive(value)
     except CodecError:
         # Walk again, building the path this time, so the error says where the bad Buffer is.
         return _revive_at(value, path)
+
+
+def _no_buffer_inside(value: Any) -> bool:
+    """True when the container value provably holds no Buffer object, from its text in one C pass.
+
+    A Buffer object puts "Buffer" or "buffer" in quotes into orjson's text, which escapes neither letters
+    nor quotes outside strings. Sessions, most of what is read, have none; walking them cost 10 times more.
+    A value orjson refuses (bytes, big ints) gives False: the walk decides.
+    """
+    if not isinstance(value, dict | list):
+        return False
+    try:
+        raw = orjson.dumps(value)
+    except TypeError:
+        return False
+    return b'"Buffer"' not in raw and b'"buffer"' not in raw
 
 
 def _revive(value: Any) -> Any:
@@ -140,20 +188,32 @@ def _buffer_default(value: Any) -> dict[str, str]:
 
 
 def fast_dumps(
-    value: Any, default: Callable[[Any], Any] = _buffer_default, *, sort_keys: bool = False
+    value: Any,
+    default: Callable[[Any], Any] = _buffer_default,
+    *,
+    sort_keys: bool = False,
+    parsed: bool = False,
 ) -> bytes | None:
     """Compact JSON of value in one C pass, byte-identical to json.dumps' (after default), or None.
 
     sort_keys sorts object keys by code point, as json.dumps(sort_keys=True) does.
-    None where orjson's text could differ (a _ORJSON_MAY_DIFFER text is in it) or where orjson refuses
-    (ints beyond 64 bits, lone surrogates, non-string keys, types default() refuses): the caller then
+    None where orjson's text could differ ("null", "0.0000", or "e-" and a digit, is in it), where orjson
+    refuses (ints beyond 64 bits, lone surrogates, non-string keys, types default() refuses) and where value
+    holds a type that json.dumps would refuse but orjson writes (UUID, Enum, Fragment): the caller then
     takes its exact Python path, which also raises the precise error.
+    parsed=True says value is what a JSON parser returned (only JSON types): the type check is skipped.
     """
     try:
         raw = orjson.dumps(value, default=default, option=_SORTED if sort_keys else _PASSTHROUGH)
-    except TypeError:
+        if not parsed:
+            # marshal writes only exact builtins (bytes-like included) and refuses any other type, in one C
+            # pass cheaper than the text checks below: a UUID or an enum member never reaches the fast text.
+            marshal.dumps(value)
+    except (TypeError, ValueError):
         return None
-    return None if any(m in raw for m in _ORJSON_MAY_DIFFER) or _negative_exponent(raw) else raw
+    if b"null" in raw or b"0.0000" in raw or _negative_exponent(raw):
+        return None
+    return raw
 
 
 def _negative_exponent(raw: bytes) -> bool:
@@ -187,8 +247,8 @@ def encode_checked(value: Any, *, what: str) -> tuple[str, Any]:
     fast = _fast_encode(value)
     if fast is not None:
         return _checked_size(fast[0], what), fast[1]
-    replaced = replace(value)
     try:
+        replaced = replace(value)
         # A Buffer-shaped object that does not decode would be stored, then fail every read.
         revive(replaced)
         text = json.dumps(replaced, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -281,6 +281,7 @@ class Watchdog:
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._wake_at = math.inf  # the deadline the thread sleeps until (inf: none, or not started)
 
     @contextmanager
     def guard(self, conn: psycopg.Connection, timeout_s: float) -> Iterator[_Ticket]:
@@ -290,11 +291,17 @@ class Watchdog:
             if self._closed:
                 os.close(ticket.fd)
                 raise RuntimeError(f"watchdog {self._name} is closed")
+            # Finished tickets leave here too, so that a busy store's heap stays small between wake-ups.
+            while self._heap and self._heap[0].done:
+                heapq.heappop(self._heap)
             heapq.heappush(self._heap, ticket)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=f"watchdog-{self._name}", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if ticket.deadline < self._wake_at:
+                # Wake the thread only when it sleeps past this deadline; otherwise it looks again in time.
+                # Waking it on every call cost each small call 0.1-0.3 ms (measured on SELECT 1).
+                self._cond.notify()
         try:
             yield ticket
         finally:
@@ -308,9 +315,11 @@ class Watchdog:
                 while self._heap and self._heap[0].done:
                     heapq.heappop(self._heap)
                 if not self._heap:
+                    self._wake_at = math.inf
                     self._cond.wait()
                     continue
-                delay = self._heap[0].deadline - time.monotonic()
+                self._wake_at = self._heap[0].deadline
+                delay = self._wake_at - time.monotonic()
                 if delay > 0:
                     self._cond.wait(delay)
                     continue

@@ -39,13 +39,16 @@ _GET_KEYS_SQL = (
 )
 # One statement is one transaction in autocommit mode: the upserts and deletes of a set() commit together.
 # jsonb_to_recordset takes every row in one parameter; values are already JSON, so nothing is escaped twice.
-_SET_KEYS_SQL = """
+_UPSERTED = """
 WITH upserted AS (
     INSERT INTO whatsapp_keys AS k (company_id, key_type, key_id, value)
     SELECT %(company)s, r.t, r.i, r.v FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(t text, i text, v jsonb)
     ON CONFLICT (company_id, key_type, key_id) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
     RETURNING 1
-), deleted AS (
+)"""
+_SET_KEYS_SQL = (
+    _UPSERTED
+    + """, deleted AS (
     DELETE FROM whatsapp_keys
     WHERE company_id = %(company)s
       AND (key_type, key_id) IN (SELECT * FROM unnest(%(del_types)s::text[], %(del_ids)s::text[]))
@@ -53,6 +56,10 @@ WITH upserted AS (
 )
 SELECT (SELECT count(*) FROM upserted), (SELECT count(*) FROM deleted)
 """
+)
+# A set() without deletes (most of them) leaves the delete out: with no ids to delete, the planner still
+# walked every key of the company (1,313 rows, 3 ms of a 3.8 ms statement by EXPLAIN ANALYZE).
+_UPSERT_KEYS_SQL = _UPSERTED + "\nSELECT (SELECT count(*) FROM upserted), 0\n"
 _GET_CREDS_SQL = "SELECT creds FROM whatsapp_auth WHERE company_id = %s"
 _SAVE_CREDS_SQL = (
     "INSERT INTO whatsapp_auth (company_id, creds) VALUES (%s, %s::jsonb) "
@@ -255,7 +262,8 @@ class PgAuthStore:
             "del_types": encoded.del_types,
             "del_ids": encoded.del_ids,
         }
-        ((upserted, deleted),) = self._run(SET_KEYS, what, _SET_KEYS_SQL, params, write=True)
+        statement = _SET_KEYS_SQL if encoded.del_ids else _UPSERT_KEYS_SQL
+        ((upserted, deleted),) = self._run(SET_KEYS, what, statement, params, write=True)
         return SetResult(upserted=upserted, deleted=deleted)
 
     # -- creds ------------------------------------------------------------------------------------

@@ -110,8 +110,10 @@ def test_compare_names_each_table_and_company() -> None:
 
 @given(json_trees)
 def test_canonical_json_is_json_dumps_sorted_compact_text(value) -> None:
-    # The manifests' digests are defined by this text; the orjson path must not change one byte.
+    # The manifests' digests are defined by this text; the orjson path must not change one byte, with the
+    # type check (any caller's value) or without it (the digest's parsed rows).
     assert canonical_json(value) == _plain(value)
+    assert canonical_json(value, parsed=True) == _plain(value)
 
 
 def test_key_lines_are_the_canonical_json_of_the_triple() -> None:
@@ -122,3 +124,14 @@ def test_key_lines_are_the_canonical_json_of_the_triple() -> None:
         b"creds\x00" + _plain({"x": 1}) + b"\n" + b"key\x00" + _plain(["pre-key", "1", value]) + b"\n"
     )
     assert hasher.hexdigest() == reference.hexdigest()
+
+
+def test_canonical_json_of_a_string_is_json_dumps_text_for_every_code_point() -> None:
+    # Strings (key types and ids) skip fast_dumps' number checks; that holds only if every character's
+    # text is the same, escapes included.
+    code_points = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    for start in range(0, len(code_points), 4096):
+        text = '"\\' + "".join(map(chr, code_points[start : start + 4096]))
+        assert canonical_json(text) == _plain(text)
+    with pytest.raises(UnicodeEncodeError):
+        canonical_json("lone \ud800 surrogate")

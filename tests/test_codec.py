@@ -151,3 +151,31 @@ def test_one_pass_encoder_steps_aside_where_its_text_could_differ(value):
 def test_json_loads_returns_what_json_loads_returns(text):
     assert codec.json_loads(text) == json.loads(text)
     assert [type(x) for x in codec.json_loads(text)] == [type(x) for x in json.loads(text)]
+
+
+@given(json_values)
+def test_revive_shortcut_gives_the_walks_answer(value):
+    # revive() skips the walk when orjson's text of the tree shows no Buffer object; same result either way,
+    # and a tree without one is returned itself, as the walk returns it.
+    tree = codec.replace(value)
+    assert codec.revive(tree) == codec._revive(tree)
+    if codec._no_buffer_inside(tree):
+        assert codec.revive(tree) is tree
+        assert codec._revive(tree) is tree
+
+
+@pytest.mark.parametrize(
+    ("tree", "skips"),
+    [
+        ({"a": [{"b": "AQI="}], "n": 1}, True),
+        ({"a": [{"type": "Buffer", "data": "AQI="}]}, False),
+        ({"a": {"buffer": True, "value": "AQI="}}, False),
+        ({"a": "Buffer"}, False),  # only a string: the walk runs and changes nothing
+        ({"big": 2**70}, False),  # orjson refuses: the walk runs
+        ([b"\x01"], False),  # memory form: the walk runs
+    ],
+    ids=["no-buffer", "buffer", "old-buffer", "buffer-string", "big-int", "bytes"],
+)
+def test_revive_skips_the_walk_only_where_no_buffer_can_be(tree, skips):
+    assert codec._no_buffer_inside(tree) is skips
+    assert codec.revive(tree) == codec._revive(tree)

@@ -8,18 +8,31 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import sql
 
 from bridge import codec
 
 DIGEST_ALGORITHM = "sha256/canonical-json-v1"
+# Rows per chunk the digest reads: about 1.5 MB of session values, and few enough round trips.
+_STREAM_ROWS = 1000
 
 
-def canonical_json(value: Any) -> bytes:
-    """Serialize value canonically: sorted keys, no spaces, UTF-8, no NaN."""
+def canonical_json(value: Any, *, parsed: bool = False) -> bytes:
+    """Serialize value canonically: sorted keys, no spaces, UTF-8, no NaN.
+
+    parsed=True: value holds JSON types only (a parsed row, or codec.replace's output); see codec.fast_dumps.
+    """
     # The digest's definition is json.dumps' text; orjson gives the same bytes in one C pass, or steps aside.
-    fast = codec.fast_dumps(value, _refuse, sort_keys=True)
+    if type(value) is str:
+        try:
+            # A string's text is orjson's and json.dumps' alike for every code point (tests compare all of
+            # them); only a lone surrogate is refused, and json.dumps' text then fails to encode as before.
+            return orjson.dumps(value)
+        except TypeError:
+            pass
+    fast = codec.fast_dumps(value, _refuse, sort_keys=True, parsed=parsed)
     if fast is not None:
         return fast
     return json.dumps(
@@ -33,11 +46,14 @@ def _refuse(value: Any) -> Any:
 
 
 class CompanyHasher:
-    """Hash one company's creds and keys; keys must be fed in (type, id) order, which is checked."""
+    """Hash one company's creds and keys; keys must be fed in (type, id) order, which is checked.
+
+    Values are JSON trees: rows as the database returns them, or codec.replace's output.
+    """
 
     def __init__(self, creds: Any) -> None:
         self._h = hashlib.sha256()
-        self._h.update(b"creds\x00" + canonical_json(creds) + b"\n")
+        self._h.update(b"creds\x00" + canonical_json(creds, parsed=True) + b"\n")
         self._last: tuple[str, str] | None = None
         self.keys = 0
 
@@ -49,8 +65,19 @@ class CompanyHasher:
         self._last = here
         # canonical_json([key_type, key_id, value]), built from its parts: the same bytes, and the value's
         # fast path is not spoiled by the "e-" of "pre-key" in the type.
-        item = b",".join((canonical_json(key_type), canonical_json(key_id), canonical_json(value)))
-        self._h.update(b"key\x00[" + item + b"]\n")
+        self._h.update(
+            b"".join(
+                (
+                    b"key\x00[",
+                    canonical_json(key_type),
+                    b",",
+                    canonical_json(key_id),
+                    b",",
+                    canonical_json(value, parsed=True),
+                    b"]\n",
+                )
+            )
+        )
         self.keys += 1
 
     def hexdigest(self) -> str:
@@ -113,13 +140,13 @@ def count_rows(conn: psycopg.Connection, tables: Iterable[str]) -> dict[str, int
 
 def _stream_keys(conn: psycopg.Connection) -> Iterable[tuple[str, str, str, Any]]:
     """Yield keys ordered by company, type, id in byte order (equal to Python's str order for UTF-8)."""
-    with conn.cursor(name="bridge_backup_digest") as cur:
-        cur.itersize = 2000
-        cur.execute(
-            "SELECT company_id, key_type, key_id, value FROM whatsapp_keys "
-            'ORDER BY company_id COLLATE "C", key_type COLLATE "C", key_id COLLATE "C"'
-        )
-        yield from cur
+    # Chunked single-row mode: memory stays bounded as with a server cursor, without its FETCH round trips
+    # and per-row Python layers (measured: 45 % of the digest's CPU on the projection).
+    yield from conn.cursor().stream(
+        "SELECT company_id, key_type, key_id, value FROM whatsapp_keys "
+        'ORDER BY company_id COLLATE "C", key_type COLLATE "C", key_id COLLATE "C"',
+        size=_STREAM_ROWS,
+    )
 
 
 def _digest_rows(

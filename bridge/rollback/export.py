@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from bridge import fsformat
+from bridge import codec, fsformat
 from bridge.errors import BridgeError, InvalidInputError, RollbackError
 from bridge.rollback import folder as fs
 from bridge.rollback.db import connect, database_error, source_info
@@ -197,7 +197,8 @@ def _export_snapshot(
     ):
         counts[cid][key_type] = n
 
-    for cid, creds, rows, read_s in _read_ahead(conn, found):
+    for cid, creds, text_rows, read_s in _read_ahead(conn, found):
+        rows = ((key_type, key_id, codec.json_loads(text)) for key_type, key_id, text in text_rows)
         company = CompanyManifest(
             company_id=cid,
             source="database",
@@ -244,8 +245,10 @@ def _read_ahead(
                     "SELECT creds FROM whatsapp_auth WHERE company_id = %s", (cid,)
                 ).fetchone()
                 assert creds_row is not None
+                # Values as text, parsed by the writing thread: a reader busy parsing would hold the GIL
+                # each time the writer returns from one of its many short system calls.
                 rows = conn.execute(
-                    "SELECT key_type, key_id, value FROM whatsapp_keys WHERE company_id = %s "
+                    "SELECT key_type, key_id, value::text FROM whatsapp_keys WHERE company_id = %s "
                     "ORDER BY key_type, key_id",
                     (cid,),
                 ).fetchall()
@@ -282,8 +285,9 @@ def _write_company(
         raise RollbackError(
             f"company {cid}: creds lack required field(s) {', '.join(missing)}; Baileys would fail"
         )
+    parsed = company.source == "database"  # rows as psycopg parsed them; the cache holds callers' values
     try:
-        creds_bytes = fs.encode_file(creds)
+        creds_bytes = fs.encode_file(creds, parsed=parsed)
     except BridgeError as exc:
         raise RollbackError(f"company {cid}: creds cannot be encoded: {exc}") from exc
     by_name: dict[str, str] = {}
@@ -296,7 +300,7 @@ def _write_company(
                 raise InvalidInputError(f"file name {name} is also the file of id {by_name[name]!r}")
             if value is None:
                 raise InvalidInputError("value is JSON null, which Baileys reads as absent")
-            data = fs.encode_file(value)
+            data = fs.encode_file(value, parsed=parsed)
         except InvalidInputError as exc:
             bad.append(SkippedKey(key_type, key_id, str(exc)))
             continue

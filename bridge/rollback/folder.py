@@ -51,17 +51,22 @@ def validate_company_id(company_id: object) -> str:
     return company_id
 
 
-def encode_file(value: Any) -> bytes:
-    """Return the bytes Baileys writes for value: compact BufferJSON, UTF-8, canonical base64 Buffers."""
+def encode_file(value: Any, *, parsed: bool = False) -> bytes:
+    """Return the bytes Baileys writes for value: compact BufferJSON, UTF-8, canonical base64 Buffers.
+
+    parsed=True: value is a row as the database returned it (JSON types only; see codec.fast_dumps).
+    """
     # Fast path, same bytes: a stored tree without any Buffer object (sessions, the bulk of an export)
     # needs no revive/replace walk, only the C encoder. A Buffer object always puts "Buffer" or "buffer"
     # in the text outside any string (inside one its quotes would be escaped), so a miss here is exact.
     # Values in memory form (bytes, from the cache export) come out with Buffer objects: the full path too.
-    raw = codec.fast_dumps(value)
+    raw = codec.fast_dumps(value, parsed=parsed)
     if raw is not None and b'"Buffer"' not in raw and b'"buffer"' not in raw:
         return raw
-    # revive first so that array-form or {"buffer":true} Buffers are rewritten in the canonical base64 form.
-    return codec.dumps(codec.revive(value)).encode("utf-8")
+    # revive first so that array-form or {"buffer":true} Buffers are rewritten in the canonical base64 form;
+    # then the C encoder writes the bytes as Buffer objects, json.dumps' text where it can differ.
+    revived = codec.revive(value)
+    return codec.fast_dumps(revived) or codec.dumps(revived).encode("utf-8")
 
 
 def sha256_hex(data: bytes) -> str:
