@@ -47,7 +47,7 @@ MEASURES: dict[str, tuple[str, ...]] = {
     "pool_max": ("pool_max",),
     "expired_keys_alert": ("expired_keys_quiet_at", "expired_keys_alert_at"),
     "wal_backup_interval_s": ("wal_archive_and_ship",),
-    "rpo_s": ("rpo",),
+    "rpo_s": ("rpo", "wal_exposure"),
     "retention_daily": ("retention_daily_kept",),
     "retention_monthly": ("retention_monthly_kept",),
     "restore_s": ("restore", "replica_restore", "runbook_restore", "extrapolated_restore_220MB"),

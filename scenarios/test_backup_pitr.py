@@ -98,6 +98,9 @@ def test_pitr_restores_exact_state_at_t_within_rpo_when_disaster_strikes_after_t
     archive_wait = 5 * profile.archive_timeout_s + 30
     with ev.phase("steady_state", "base backup, then writes that only WAL holds"):
         seed(db.dsn, profile, companies=1)
+        # The base backup ends with a WAL switch: the segment that holds the writes below began no
+        # earlier than this, so a write in it is at risk at most from here until both regions hold it.
+        segment_began_by = time.monotonic()
         base = create_base_backup(config, dsn=pg_cluster.superuser_dsn("postgres"))
         require_steady(
             not base.degraded and bool(base.manifest.extra["start_wal"]),
@@ -121,6 +124,7 @@ def test_pitr_restores_exact_state_at_t_within_rpo_when_disaster_strikes_after_t
         assert damaged.row_counts.get("whatsapp_keys", 0) < expected.row_counts["whatsapp_keys"]
     with ev.phase("heal", "WAL up to the disaster archived (archive_timeout) and shipped to both regions"):
         ship_s = _archived_and_shipped(pg_cluster, config, segment, archive_wait)
+        exposure_s = time.monotonic() - segment_began_by
         stores = [RegionStore(t) for t in config.targets]
         assert remote_wal_names(stores[0], config.prefix) == remote_wal_names(stores[1], config.prefix)
     with ev.phase("recover", f"PITR to T={t_target.isoformat()} in a fresh data directory"):
@@ -142,9 +146,16 @@ def test_pitr_restores_exact_state_at_t_within_rpo_when_disaster_strikes_after_t
             result.cluster.destroy()
     ev.measure("rpo", rpo_s, profile.rpo_budget_s, unit="s")
     ev.measure("wal_archive_and_ship", ship_s, profile.rpo_budget_s, unit="s")
+    # The RPO if the primary itself were lost: the longest any write of that segment waited to be held in
+    # both regions (archive_timeout + archiving + shipping, bounded from the segment's start).
+    ev.measure("wal_exposure", exposure_s, profile.rpo_budget_s, unit="s")
     ev.measure("pitr_total", result.timings["total_s"], profile.restore_budget_s, unit="s")
     assert 0 <= rpo_s <= profile.rpo_budget_s
     assert ship_s <= profile.rpo_budget_s
+    assert exposure_s <= profile.rpo_budget_s, (
+        f"DR target missed: a write could wait {exposure_s:.1f}s to be held in both regions, above the "
+        f"{profile.rpo_budget_s:g}s RPO (archive_timeout {profile.archive_timeout_s}s + archiving + shipping)"
+    )
     assert result.timings["total_s"] <= profile.restore_budget_s
 
 
