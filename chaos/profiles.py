@@ -25,6 +25,9 @@ class Profile:
     # pytest-xdist workers of the drill: scenarios at real windows mostly sleep, so a wait-bound profile
     # runs more workers than cores, each with its own environment (and destructive ones their own cluster)
     drill_workers: int = 2
+    # The fault schedules split into this many scenarios of hypothesis_examples / parts examples each (random
+    # and independent outside ci), so that a long profile's schedules run on several workers or shards
+    schedule_parts: int = 1
 
     def scaled(self, factor: float) -> Profile:
         """Return the profile with every time window multiplied by factor (sizes unchanged)."""
@@ -69,6 +72,7 @@ PROFILES: dict[str, Profile] = {
         keys_per_company=1313,
         hypothesis_examples=60,
         workload_ops_per_s=60.0,
+        schedule_parts=2,
     ),
     "quarterly": Profile(
         name="quarterly",
@@ -89,6 +93,8 @@ PROFILES: dict[str, Profile] = {
         workload_ops_per_s=20.0,
         # 8 held every claim on 2 cores; 16 starved the CPU-bound scenarios (escalation 10 s late, RTO 1251 s)
         drill_workers=8,
+        # 200 examples took over 70 minutes as one scenario, longer than the hour of the PITR floor
+        schedule_parts=4,
     ),
 }
 

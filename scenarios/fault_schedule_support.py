@@ -217,17 +217,25 @@ def run_fault_schedules(
     *,
     bridge_cls: BridgeFactory = ResilientStore,
     hypothesis_settings: settings | None = None,
+    part: tuple[int, int] = (1, 1),
 ) -> ScheduleStats:
-    """Run the state machine as a scenario; raise (with the shrunk program) when a schedule breaks a claim."""
+    """Run the state machine as a scenario; raise (with the shrunk program) when a schedule breaks a claim.
+
+    part (i, n): this run is part i of n, with its share of the profile's examples (drawn at random and
+    independently of the other parts, except in ci, which has one part)."""
     stats = ScheduleStats()
+    examples = -(-profile.hypothesis_examples // part[1])
     machine = fault_schedule_machine(db, faults, profile, bridge_cls=bridge_cls, stats=stats)
     with dr.phase("steady_state", "the auth database answers through its proxy"):
         expect_steady([claim("steady state: no fault active", faults.active)])
     with dr.phase("inject", "random schedules of proxy_down, blackhole, reset_peer and latency"):
         pass  # the schedules inject and heal their own faults; invariants run after every step
-    with dr.phase("observe", "history checkers after every step", examples=profile.hypothesis_examples):
+    with dr.phase(
+        "observe", "history checkers after every step", examples=examples, part=f"{part[0]}/{part[1]}"
+    ):
         try:
-            run_state_machine_as_test(machine, settings=hypothesis_settings or schedule_settings(profile))
+            chosen = hypothesis_settings or schedule_settings(profile, max_examples=examples)
+            run_state_machine_as_test(machine, settings=chosen)
         finally:
             dr.attach_json("schedule stats", stats.to_dict())
     with dr.phase("heal", "every fault healed"):

@@ -21,6 +21,11 @@ from scenarios.fault_schedule_support import run_fault_schedules
 
 
 def test_history_checkers_hold_when_network_faults_come_and_go_in_any_order(
-    dr: DR, profile: Profile, auth_db: AuthDatabase, faults: FaultSession, bridge_factory: BridgeFactory
+    dr: DR,
+    profile: Profile,
+    auth_db: AuthDatabase,
+    faults: FaultSession,
+    bridge_factory: BridgeFactory,
+    schedule_part: tuple[int, int],
 ) -> None:
-    run_fault_schedules(dr, auth_db, faults, profile, bridge_cls=bridge_factory)
+    run_fault_schedules(dr, auth_db, faults, profile, bridge_cls=bridge_factory, part=schedule_part)
