@@ -182,8 +182,10 @@ def _from_allure(results: Path) -> dict[str, float]:
     for path in results.glob("*-result.json"):
         data = json.loads(path.read_text(encoding="utf-8"))
         module = data.get("fullName", "").split("#")[0].replace(".", "/") + ".py"
+        # The name is the claim's title; the node id's function and parameters are in testMethod
+        method = next((lb["value"] for lb in data.get("labels", []) if lb.get("name") == "testMethod"), None)
         if data.get("status") != "skipped" and module.startswith(SCENARIOS + "/"):
-            found[f"{module}::{data['name']}"] = round((data["stop"] - data["start"]) / 1000, 1)
+            found[f"{module}::{method or data['name']}"] = round((data["stop"] - data["start"]) / 1000, 1)
     return found
 
 

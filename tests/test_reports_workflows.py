@@ -4,6 +4,7 @@ native backend, and the quarterly shard matrix covers every scenario exactly onc
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -210,3 +211,23 @@ def test_monthly_restore_is_scheduled_and_takes_regions_from_secrets_only() -> N
     assert "reports/out/monthly-restore" in uploaded and "reports/evidence" in uploaded
     text = (WORKFLOWS / "monthly-restore.yml").read_text()
     assert 'echo "$BRIDGE' not in text and "set -x" not in text
+
+
+def test_durations_recorded_from_allure_results_are_keyed_by_node_id(tmp_path: Path) -> None:
+    """A result's name is its claim's title; the durations file keys it by the pytest node id."""
+    shard = shard_module()
+    results = tmp_path / "allure-results"
+    results.mkdir()
+    result = {
+        "name": "Outage longer than the TTL (sigstop)",
+        "fullName": "scenarios.test_cache_outage#test_expiry_when_down_longer",
+        "status": "passed",
+        "start": 1_000_000,
+        "stop": 1_567_000,
+        "labels": [{"name": "testMethod", "value": "test_expiry_when_down_longer[sigstop]"}],
+    }
+    (results / "x-result.json").write_text(json.dumps(result))
+    out = tmp_path / "durations.json"
+    found = shard.record([results], "quarterly", out)
+    assert found == {"scenarios/test_cache_outage.py::test_expiry_when_down_longer[sigstop]": 567.0}
+    assert json.loads(out.read_text())["durations_s"] == found
