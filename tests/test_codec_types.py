@@ -14,7 +14,6 @@ import decimal
 import enum
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import numpy
@@ -119,19 +118,6 @@ def test_refused_object_key_names_its_path() -> None:
 
 
 # -- through the public store path: refused before anything is written -------------------------------
-
-
-@pytest.fixture
-def store(auth_db: Any, profile: Any) -> Iterator[PgAuthStore]:
-    s = PgAuthStore(
-        auth_db.dsn,
-        statement_timeout_s=profile.statement_timeout_s,
-        connect_timeout_s=profile.connect_timeout_s,
-    )
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _rows(auth_db: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:

@@ -34,19 +34,6 @@ KEY_PAIR = {"private": b"\x01" * 32, "public": b"\x02" * 32}
 
 
 @pytest.fixture
-def store(auth_db: Any, profile: Any) -> Iterator[PgAuthStore]:
-    s = PgAuthStore(
-        auth_db.dsn,
-        statement_timeout_s=profile.statement_timeout_s,
-        connect_timeout_s=profile.connect_timeout_s,
-    )
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture
 def admin(auth_db: Any) -> Iterator[psycopg.Connection]:
     with psycopg.connect(auth_db.admin_dsn, autocommit=True) as conn:
         yield conn
