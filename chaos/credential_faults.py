@@ -23,6 +23,7 @@ import psycopg
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from bridge.errors import CAUSE_AUTH_FAILED, CAUSE_CERT_EXPIRED, CAUSE_HOST_MISMATCH, CAUSE_UNKNOWN_CA
 from bridge.tls import fetch_certificate
@@ -98,7 +99,7 @@ def _swap_files(
         _reload_until(server, original)
 
     # Connected before the change: once it is in force the superuser cannot verify the server either.
-    with psycopg.connect(server.superuser_dsn(), autocommit=True) as conn:
+    with psycopg.connect(_admin_dsn(server), autocommit=True) as conn:
         entry = faults.push(restore, f"{what} on {server.name}")
         for name, data in files.items():
             write_private(server.data_dir / name, data, owner=server.os_user)
@@ -132,17 +133,28 @@ def untrusted_ca_certificate(faults: FaultSession, server: TlsServer) -> _Undo:
     return _install(faults, server, cert, "server certificate signed by an untrusted CA")
 
 
+# The suite's own admin connection, which injects and undoes a fault: on a loaded runner a TLS handshake
+# plus SCRAM can outlast the servers' 5 s connect timeout, and an undo must not fail because of the machine
+# (a quarterly shard saw it). The bridge's own timeouts are what is under test, and they are unchanged.
+ADMIN_CONNECT_TIMEOUT_S = 30
+
+
+def _admin_dsn(server: TlsServer) -> str:
+    """The server's superuser conninfo with the suite's admin connect timeout."""
+    return make_conninfo(server.superuser_dsn(), connect_timeout=ADMIN_CONNECT_TIMEOUT_S)
+
+
 def changed_password(faults: FaultSession, server: TlsServer, password: str, role: str = APP_ROLE) -> _Undo:
     """The role's password is rotated on the server only; the undo sets password (the one clients use)."""
 
     def set_password(value: str) -> None:
-        with psycopg.connect(server.superuser_dsn(), autocommit=True) as conn:
+        with psycopg.connect(_admin_dsn(server), autocommit=True) as conn:
             conn.execute(
                 sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(value))
             )
 
     entry = faults.push(lambda: set_password(password), f"password of {role} changed on {server.name}")
-    with psycopg.connect(server.superuser_dsn(), autocommit=True) as conn:
+    with psycopg.connect(_admin_dsn(server), autocommit=True) as conn:
         conn.execute(
             sql.SQL("ALTER ROLE {} PASSWORD {}").format(
                 sql.Identifier(role), sql.Literal(secrets.token_urlsafe(18))
