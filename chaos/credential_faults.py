@@ -108,6 +108,17 @@ def _swap_files(
     return entry
 
 
+# The suite's own admin connection, which injects and undoes a fault: on a loaded runner a TLS handshake
+# plus SCRAM can outlast the servers' 5 s connect timeout, and an undo must not fail because of the machine
+# (a quarterly shard saw it). The bridge's own timeouts are what is under test, and they are unchanged.
+ADMIN_CONNECT_TIMEOUT_S = 30
+
+
+def _admin_dsn(server: TlsServer) -> str:
+    """The server's superuser conninfo with the suite's admin connect timeout."""
+    return make_conninfo(server.superuser_dsn(), connect_timeout=ADMIN_CONNECT_TIMEOUT_S)
+
+
 def _install(faults: FaultSession, server: TlsServer, cert: ServerCertificate, what: str) -> _Undo:
     files = {"server.crt": cert.cert_pem, "server.key": cert.key_pem}
     return _swap_files(faults, server, files, what, presents=cert.cert_pem)
@@ -131,17 +142,6 @@ def untrusted_ca_certificate(faults: FaultSession, server: TlsServer) -> _Undo:
     """The server's certificate was re-issued by a new CA that the clients were never given."""
     cert = CertificateAuthority.create("rotated CA, not distributed").issue_server()
     return _install(faults, server, cert, "server certificate signed by an untrusted CA")
-
-
-# The suite's own admin connection, which injects and undoes a fault: on a loaded runner a TLS handshake
-# plus SCRAM can outlast the servers' 5 s connect timeout, and an undo must not fail because of the machine
-# (a quarterly shard saw it). The bridge's own timeouts are what is under test, and they are unchanged.
-ADMIN_CONNECT_TIMEOUT_S = 30
-
-
-def _admin_dsn(server: TlsServer) -> str:
-    """The server's superuser conninfo with the suite's admin connect timeout."""
-    return make_conninfo(server.superuser_dsn(), connect_timeout=ADMIN_CONNECT_TIMEOUT_S)
 
 
 def changed_password(faults: FaultSession, server: TlsServer, password: str, role: str = APP_ROLE) -> _Undo:

@@ -356,7 +356,7 @@ class _Scenario:
         as_planned = held_short and not aged
         if self.short:
             run.verdicts.append(claim(NOT_ESCALATED, [describe_event(e) for e in early]))
-        if self.short:  # how long the cache carried the sessions: until escalation, else until recovery
+            # How long the cache carried the sessions: until escalation, else until recovery.
             last = escalations[0] if escalations else [e for e in run.events if e.kind == RECOVERED][-1]
             # At least until the heal began: the database may answer before the heal call returns (pg_ctl
             # start -w polls), and the bridge recovers as soon as it does.
