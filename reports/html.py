@@ -353,6 +353,11 @@ def check_report(
 
 
 _TARGET_ROWS = "document.querySelectorAll('#dr-targets tr').length"
+# Page.navigate returns once the navigation commits, while the document is still being parsed: rows
+# are counted only after the whole document has loaded (CI once read 12 of 16 on a loaded machine).
+_TARGET_ROWS_LOADED = (
+    "document.readyState === 'complete' && location.pathname.endsWith('/dr-targets.html') && " + _TARGET_ROWS
+)
 
 
 def _check_targets_view(page: Page, base: str, check: ReportCheck, shot: Path) -> None:
@@ -362,7 +367,7 @@ def _check_targets_view(page: Page, base: str, check: ReportCheck, shot: Path) -
         check.problems.append("the overview has no banner link to the DR targets view")
         return
     page.navigate(str(link))
-    rows = page.wait_for(f"{_TARGET_ROWS} > 1 && {_TARGET_ROWS}", what="the rows of the DR targets view")
+    rows = page.wait_for(_TARGET_ROWS_LOADED, what="the fully loaded DR targets view")
     if int(rows) != 17:
         check.problems.append(f"the DR targets view shows {int(rows) - 1} targets, the plan has 16")
     check.screenshots.append(str(page.screenshot(shot)))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,8 +15,10 @@ import pytest
 
 from reports.cdp import Browser
 from reports.html import (
+    BANNER_ID,
     ReportCheck,
     _check_case,
+    _check_targets_view,
     check_report,
     count_statuses,
     generate,
@@ -188,3 +193,48 @@ def test_browser_check_names_a_timeline_whose_file_is_missing(results: Path, tmp
     assert not check.ok
     named = [p for p in check.problems if "has no file in the report" in p]
     assert named and all("missing from allure-results" in p for p in named)
+
+
+class _StalledTargetsHandler(http.server.BaseHTTPRequestHandler):
+    """An overview linking the DR targets view, whose 16 rows arrive in two halves a stall apart."""
+
+    stall_s = 1.5
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        if not self.path.startswith("/dr-targets.html"):
+            overview = f'<html><body><div id="{BANNER_ID}"><a href="dr-targets.html">DR</a></div>'
+            self.wfile.write(overview.encode())
+            return
+        rows = [f"<tr><td>target {i}</td></tr>" for i in range(16)]
+        head = "<html><body><table id='dr-targets'><tr><th>Target</th></tr>"
+        self.wfile.write((head + "".join(rows[:8])).encode())
+        self.wfile.write(b" " * 4096)  # past any parser buffering, so the first half is in the DOM
+        self.wfile.flush()
+        time.sleep(self.stall_s)
+        self.wfile.write(("".join(rows[8:]) + "</table></body></html>").encode())
+
+    def log_message(self, *_args: Any) -> None:
+        """Quiet."""
+
+
+def test_targets_view_is_counted_only_once_fully_loaded(tmp_path: Path) -> None:
+    """A targets page still arriving when the check looks is waited for, not miscounted (seen once in CI)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StalledTargetsHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    check = ReportCheck()
+    try:
+        with Browser() as browser:
+            page = browser.new_page()
+            page.navigate(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+            page.wait_for(f"!!document.getElementById('{BANNER_ID}')", what="the overview")
+            _check_targets_view(page, "", check, tmp_path / "targets.png")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert check.problems == []
+    assert (tmp_path / "targets.png").read_bytes().startswith(b"\x89PNG")
