@@ -16,9 +16,11 @@ time.monotonic unless both were given the same injected clock).
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,12 +214,12 @@ def no_acknowledged_write_lost(history: History, read_state: ReadState) -> Verdi
     """
     judge = _Judge(ACK_LOST)
     ops = history.ops()
-    writes = _writes_by_key(ops)
+    by_company: dict[str, list[tuple[KeyRef, list[Op]]]] = defaultdict(list)
+    for (c, ref), key_writes in _writes_by_key(ops).items():
+        by_company[c].append((ref, key_writes))
     for company in _companies(ops):
         held = read_state(company)
-        for (c, ref), key_writes in writes.items():
-            if c != company:
-                continue
+        for ref, key_writes in by_company[company]:
             acked = [w for w in key_writes if w.outcome == OK and w.complete_s is not None]
             if not acked:
                 continue
@@ -527,6 +529,7 @@ def check_all(
     read_only = read_only_windows(events)
     cache_only = read_only if unreachable is None else intersect(read_only, unreachable)
     refreshed = [e.at_monotonic for e in events if e.kind == CACHE_REFRESHED]
+    read_state = functools.cache(read_state)  # two checkers read each company; the database is not moving
     return [
         no_acknowledged_write_lost(history, read_state),
         no_write_applied_while_refused(history, read_state),
@@ -537,21 +540,36 @@ def check_all(
     ]
 
 
+def _digests(conn: psycopg.Connection[Any], company: str) -> dict[KeyRef, str | None]:
+    """Digest of every value the database holds for one company, creds too, read over conn."""
+    out: dict[KeyRef, str | None] = {}
+    for key_type, key_id, raw in conn.execute(
+        "SELECT key_type, key_id, value FROM whatsapp_keys WHERE company_id = %s", (company,)
+    ):
+        out[(key_type, key_id)] = digest(
+            decode_key(raw, company_id=company, key_type=key_type, key_id=key_id)
+        )
+    row = conn.execute("SELECT creds FROM whatsapp_auth WHERE company_id = %s", (company,)).fetchone()
+    if row is not None:
+        out[(CREDS, "")] = digest(decode_creds(row[0], company_id=company))
+    return out
+
+
 def database_digests(dsn: str) -> ReadState:
     """A read_state for the checkers: digest of every value the database holds for a company, creds too."""
 
     def read(company: str) -> dict[KeyRef, str | None]:
-        out: dict[KeyRef, str | None] = {}
         with psycopg.connect(dsn, connect_timeout=10) as conn:
-            for key_type, key_id, raw in conn.execute(
-                "SELECT key_type, key_id, value FROM whatsapp_keys WHERE company_id = %s", (company,)
-            ):
-                out[(key_type, key_id)] = digest(
-                    decode_key(raw, company_id=company, key_type=key_type, key_id=key_id)
-                )
-            row = conn.execute("SELECT creds FROM whatsapp_auth WHERE company_id = %s", (company,)).fetchone()
-            if row is not None:
-                out[(CREDS, "")] = digest(decode_creds(row[0], company_id=company))
-        return out
+            return _digests(conn, company)
 
     return read
+
+
+@contextmanager
+def kept_database_digests(dsn: str) -> Iterator[ReadState]:
+    """database_digests over one autocommit connection kept for the block, closed when it ends.
+
+    For checkers run after every step: the fault schedules read 20 companies twice per step at quarterly
+    scale, and a connection per read spent most of a schedule's time connecting."""
+    with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
+        yield functools.partial(_digests, conn)

@@ -26,7 +26,16 @@ from hypothesis.stateful import (
 
 from bridge.cache import ManualClock
 from bridge.resilient import BridgeState, ResilientStore
-from chaos.checkers import Verdict, check_all, claim, database_digests, expect, expect_steady
+from chaos.checkers import (
+    ReadState,
+    Verdict,
+    check_all,
+    claim,
+    database_digests,
+    expect,
+    expect_steady,
+    kept_database_digests,
+)
 from chaos.driver import Bridge, BridgeFactory
 from chaos.history import History
 from chaos.outages import OUTAGES, OutageTarget
@@ -87,13 +96,16 @@ def fault_schedule_machine(
     *,
     bridge_cls: BridgeFactory = ResilientStore,
     stats: ScheduleStats | None = None,
+    read_state: ReadState | None = None,
 ) -> type[RuleBasedStateMachine]:
-    """The state machine class over this database, with a fresh bridge and fresh companies per example."""
+    """The state machine class over this database, with a fresh bridge and fresh companies per example.
+
+    read_state: how the invariants read the database (default: a connection per read)."""
     config = bridge_config(db.proxied_dsn, profile)
     ttl = config.cache_ttl_s
     # Between the probe deadline and the statement deadline: read-only while the database still answers.
     latency_ms = round(500 * (config.probe_timeout_s + config.statement_timeout_s))
-    read_state = database_digests(db.admin_dsn)
+    reader: ReadState = read_state or database_digests(db.admin_dsn)
     numbers = itertools.count()
     counts = stats if stats is not None else ScheduleStats()
 
@@ -174,7 +186,7 @@ def fault_schedule_machine(
             verdicts = check_all(
                 self.history,
                 ttl_s=ttl,
-                read_state=read_state,
+                read_state=reader,
                 events=self.bridge.events.events(),
                 unreachable=None,  # probes run between steps, never during a read
                 tap=self.tap,
@@ -225,7 +237,6 @@ def run_fault_schedules(
     independently of the other parts, except in ci, which has one part)."""
     stats = ScheduleStats()
     examples = -(-profile.hypothesis_examples // part[1])
-    machine = fault_schedule_machine(db, faults, profile, bridge_cls=bridge_cls, stats=stats)
     with dr.phase("steady_state", "the auth database answers through its proxy"):
         expect_steady([claim("steady state: no fault active", faults.active)])
     with dr.phase("inject", "random schedules of proxy_down, blackhole, reset_peer and latency"):
@@ -234,8 +245,12 @@ def run_fault_schedules(
         "observe", "history checkers after every step", examples=examples, part=f"{part[0]}/{part[1]}"
     ):
         try:
-            chosen = hypothesis_settings or schedule_settings(profile, max_examples=examples)
-            run_state_machine_as_test(machine, settings=chosen)
+            with kept_database_digests(db.admin_dsn) as read_state:
+                machine = fault_schedule_machine(
+                    db, faults, profile, bridge_cls=bridge_cls, stats=stats, read_state=read_state
+                )
+                chosen = hypothesis_settings or schedule_settings(profile, max_examples=examples)
+                run_state_machine_as_test(machine, settings=chosen)
         finally:
             dr.attach_json("schedule stats", stats.to_dict())
     with dr.phase("heal", "every fault healed"):

@@ -105,6 +105,26 @@ def test_every_action_is_recorded_and_the_database_matches_the_history(
         assert_database_matches_history(history, auth_db.admin_dsn, COMPANIES[0])
 
 
+def test_kept_reader_reads_what_a_fresh_connection_reads_and_sees_later_commits(
+    store: PgAuthStore, auth_db: Any
+) -> None:
+    """The fault schedules' kept-connection reader equals the per-read one, before and after a commit."""
+    workload = BaileysWorkload(store, COMPANIES, rate_per_company=500, seed=3, max_ops=40)
+    workload.seed(n_keys=20)
+    run_to_completion(workload)
+    with checkers.kept_database_digests(auth_db.admin_dsn) as kept:
+        before = kept(COMPANIES[0])
+        assert before == database_digests(auth_db.admin_dsn, COMPANIES[0]) and before
+        ref = next(r for r in before if r[0] == "pre-key")
+        with psycopg.connect(auth_db.admin_dsn) as conn:
+            conn.execute(
+                "DELETE FROM whatsapp_keys WHERE company_id = %s AND key_type = %s AND key_id = %s",
+                (COMPANIES[0], *ref),
+            )
+        after = kept(COMPANIES[0])
+        assert ref not in after and after == database_digests(auth_db.admin_dsn, COMPANIES[0])
+
+
 def test_outage_writes_are_refused_and_no_acknowledged_write_is_lost(
     auth_db: Any, profile: Any, faults: FaultSession
 ) -> None:
