@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import os
@@ -222,3 +223,10 @@ def test_missing_binary_gives_one_clear_error(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(EnvironmentUnavailable, match=r"toxiproxy-server not found.*make setup"):
         native.find_tool("toxiproxy-server")
+
+
+def test_the_suites_own_objects_are_frozen_out_of_the_garbage_collectors_sight() -> None:
+    """pytest_collection_finish froze the loaded modules and libraries (full collections stall the
+    in-process bridge's threads; see fixtures/plugin.py), and the collector still runs for the rest."""
+    assert gc.get_freeze_count() > 10_000
+    assert gc.isenabled()
