@@ -63,6 +63,20 @@ def first_possible_expiry(history: History, t_fault: float, ttl: float) -> float
     return min(last.values(), default=t_fault) + ttl
 
 
+def last_possible_confirmation(history: History, degraded_at: float) -> float:
+    """The latest moment the database could have confirmed some cached creds: every creds call it answered
+    began before the bridge went read-only, and the bridge stamps an entry no later than the call ends."""
+    ends = [
+        op.complete_s
+        for op in history.ops()
+        if op.outcome == OK
+        and op.complete_s is not None
+        and op.invoke_s < degraded_at
+        and ((CREDS, "") in op.reads or (CREDS, "") in op.writes)
+    ]
+    return max(ends, default=degraded_at)
+
+
 def healthy_and_writing(bridge: Bridge, history: History) -> bool:
     """True when the bridge is healthy and a write invoked after its last recovery was acknowledged."""
     if bridge.state is not BridgeState.HEALTHY:
