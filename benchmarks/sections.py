@@ -26,6 +26,7 @@ EXPORT_VS_BAILEYS = 1.5
 # Where the compass is out of reach, the floor of the same path measured in the same repetition
 # (docs/BENCHMARKS.md, "Issue 17, floors"); the compass rows stay as they are.
 EXPORT_VS_FLOOR = 0.8
+VALIDATE_VS_CONTENT_FLOOR = 1.2
 SET_VS_NAIVE = 10.0
 GET_VS_NAIVE = 5.0
 VALIDATE_VS_FLOOR = 1.5
@@ -267,6 +268,9 @@ def backup_rows(ctx: Context) -> list[Row]:
     backup = ctx.validated(companies, c.validate_reps)
     restored_mb, ours_rate, floor_rate = _restore_rates(backup)
     o, f = median(backup.validate_s), median(backup.floor_s)
+    content_floor, read_s, drop_s = (
+        median(x) for x in (backup.content_floor_s, backup.floor_read_s, backup.floor_drop_s)
+    )
     phases = {
         k: median([r["phases_s"].get(k, 0.0) for r in backup.validate_reports])
         for k in backup.validate_reports[0]["phases_s"]
@@ -285,6 +289,20 @@ def backup_rows(ctx: Context) -> list[Row]:
             note=f"{_reps(len(backup.validate_s))}; phases "
             + ", ".join(f"{k} {v:.2f}" for k, v in phases.items())
             + f"; dump {backup.plain_size / MB:.1f} MB (-Z1); backup create {backup.create_s:.2f} s",
+        ),
+        Row(
+            3,
+            f"validate {_size(companies)} vs its content floor",
+            o,
+            "s",
+            baseline=content_floor,
+            baseline_label="floor + ordered read + drop",
+            ratio=o / content_floor,
+            ratio_label="ours/floor",
+            target=Target("<=", VALIDATE_VS_CONTENT_FLOOR),
+            note="content floor = sha256sum + CREATE DATABASE + pg_restore, then every restored row read "
+            "once in the digest's order (COPY ... ORDER BY ... TO STDOUT, streamed and dropped) and the "
+            f"restored database dropped, in the same turn; medians: read {read_s:.2f} s, drop {drop_s:.2f} s",
         ),
         Row(
             3,
