@@ -4,16 +4,24 @@ The bridge runs with its probe thread through the database's Toxiproxy proxy. Ea
 random phase of the probe cycle (a seeded uniform delay), so the samples cover the whole interval rather
 than one lucky phase. Detect = DEGRADED event time - injection start; recover = RECOVERED event time -
 heal start (the recovery includes the cache refresh the bridge does before it accepts writes again).
+
+Each outage also records what could stall the probe in its detection window: the garbage collector's
+pauses (gc.callbacks; a collection stops every thread of the process) and the probe thread's run-queue
+wait (/proc schedstat: time it was runnable but had no CPU), with the probe's failure reason.
 """
 
 from __future__ import annotations
 
+import gc
 import random
+import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from bridge.db import Probe
-from bridge.events import DEGRADED, RECOVERED
+from bridge.events import CACHE_REFRESHED, DEGRADED, RECOVERED
 from bridge.resilient import BridgeState, ResilientStore
 from bridge.store import PgAuthStore
 from chaos.outages import OUTAGES, OutageTarget
@@ -22,6 +30,7 @@ from environment.env import AuthDatabase
 
 PROBE_TIMEOUT_S = 1.0
 CONNECT_TIMEOUT_S = 2.0  # libpq's floor; a refused connection fails at once anyway
+PROBE_THREAD = "bridge-probe"  # the name ResilientStore.start gives its probe thread
 
 
 @dataclass
@@ -32,6 +41,50 @@ class DetectResult:
     detect_s: list[float] = field(default_factory=list)
     recover_s: list[float] = field(default_factory=list)
     phases_s: list[float] = field(default_factory=list)
+    # Per outage: detect_s, reason, gc_pause_s (sum), gc_max_pause_s, gc_full (gen-2 collections) and
+    # probe_wait_s (probe thread's run-queue wait) within [injection, DEGRADED], None where not measurable;
+    # in_refresh: the injection came before the previous recovery's cache refresh had finished, while
+    # the probe thread was still busy with it.
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    # Every collection during the outages, by generation: count, total and longest pause.
+    gc_by_generation: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+class PauseLog:
+    """Every garbage collection's (start, seconds, generation) on the monotonic clock, while installed."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, float, int]] = []
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        # Runs in whichever thread collects, with the GIL held: collections never overlap.
+        if phase == "start":
+            self._start = time.monotonic()
+        else:
+            self.pauses.append((self._start, time.monotonic() - self._start, info["generation"]))
+
+    def __enter__(self) -> PauseLog:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self)
+
+    def within(self, t0: float, t1: float) -> list[tuple[float, float, int]]:
+        """Pauses that overlap [t0, t1]."""
+        return [p for p in self.pauses if p[0] < t1 and p[0] + p[1] > t0]
+
+
+def run_queue_wait_s(thread: threading.Thread | None) -> float | None:
+    """Seconds the thread has waited, runnable, for a CPU (Linux schedstat); None where unavailable."""
+    if thread is None or thread.native_id is None:
+        return None
+    try:
+        fields = Path(f"/proc/self/task/{thread.native_id}/schedstat").read_text().split()
+    except OSError:
+        return None
+    return int(fields[1]) / 1e9
 
 
 def measure(
@@ -59,26 +112,55 @@ def measure(
     bridge = ResilientStore(store, probe, cache_ttl_s=3600.0, probe_interval_s=probe_interval_s)
     wait_s = 10 * probe_interval_s + CONNECT_TIMEOUT_S + 5.0
     try:
-        with FaultSession(toxiproxy=toxiproxy) as faults:
+        with FaultSession(toxiproxy=toxiproxy) as faults, PauseLog() as pauses:
             bridge.start()
+            probe_thread = next((t for t in threading.enumerate() if t.name == PROBE_THREAD), None)
             bridge.get_creds(company)  # what the refresh re-reads on recovery: one company's creds and keys
             bridge.get_keys(company, "session", session_ids)
+            recovered_at: int | None = None  # events before the last RECOVERED's refresh could follow
             for _ in range(outages):
                 phase = rng.uniform(0.0, probe_interval_s)
                 result.phases_s.append(phase)
                 time.sleep(phase)  # deliberate: start the outage at a random point of the probe cycle
                 seen = len(bridge.events)
+                in_refresh = recovered_at is not None and not any(
+                    e.kind == CACHE_REFRESHED for e in bridge.events.events()[recovered_at:seen]
+                )
+                waited = run_queue_wait_s(probe_thread)
                 t_inject = time.monotonic()
                 entry = OUTAGES["proxy_down"].inject(faults, OutageTarget(db.proxy))
                 detected = bridge.events.wait_for(DEGRADED, timeout_s=wait_s, after=seen)
+                waited_after = run_queue_wait_s(probe_thread)
                 result.detect_s.append(detected.at_monotonic - t_inject)
+                in_window = pauses.within(t_inject, detected.at_monotonic)
+                result.windows.append(
+                    {
+                        "detect_s": detected.at_monotonic - t_inject,
+                        "reason": detected.details.get("reason"),
+                        "gc_pause_s": sum(p[1] for p in in_window),
+                        "gc_max_pause_s": max((p[1] for p in in_window), default=0.0),
+                        "gc_full": sum(1 for p in in_window if p[2] == 2),
+                        "in_refresh": in_refresh,
+                        "probe_wait_s": None
+                        if waited is None or waited_after is None
+                        else waited_after - waited,
+                    }
+                )
                 seen = len(bridge.events)
                 t_heal = time.monotonic()
                 faults.heal_entry(entry)
                 recovered = bridge.events.wait_for(RECOVERED, timeout_s=wait_s, after=seen)
+                recovered_at = len(bridge.events)
                 result.recover_s.append(recovered.at_monotonic - t_heal)
                 if bridge.state is not BridgeState.HEALTHY:
                     raise RuntimeError(f"bridge is {bridge.state} after RECOVERED")
+            for gen in sorted({p[2] for p in pauses.pauses}):
+                seconds = [p[1] for p in pauses.pauses if p[2] == gen]
+                result.gc_by_generation[gen] = {
+                    "n": len(seconds),
+                    "sum_s": sum(seconds),
+                    "max_s": max(seconds),
+                }
     finally:
         bridge.close()
     return result
