@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.db import Probe
-from bridge.events import CACHE_REFRESHED, DEGRADED, RECOVERED
+from bridge.events import CACHE_REFRESHED, DEGRADED, RECOVERED, BridgeEvent
 from bridge.resilient import BridgeState, ResilientStore
 from bridge.store import PgAuthStore
 from chaos.outages import OUTAGES, OutageTarget
@@ -44,7 +44,8 @@ class DetectResult:
     # Per outage: detect_s, reason, gc_pause_s (sum), gc_max_pause_s, gc_full (gen-2 collections) and
     # probe_wait_s (probe thread's run-queue wait) within [injection, DEGRADED], None where not measurable;
     # in_refresh: the injection came before the previous recovery's cache refresh had finished, while
-    # the probe thread was still busy with it.
+    # the probe thread was still busy with it; prev_refresh_s: how long that refresh took (None: it never
+    # finished, this outage cut it, or there was no recovery yet).
     windows: list[dict[str, Any]] = field(default_factory=list)
     # Every collection during the outages, by generation: count, total and longest pause.
     gc_by_generation: dict[int, dict[str, float]] = field(default_factory=dict)
@@ -117,15 +118,13 @@ def measure(
             probe_thread = next((t for t in threading.enumerate() if t.name == PROBE_THREAD), None)
             bridge.get_creds(company)  # what the refresh re-reads on recovery: one company's creds and keys
             bridge.get_keys(company, "session", session_ids)
-            recovered_at: int | None = None  # events before the last RECOVERED's refresh could follow
+            recovered: BridgeEvent | None = None  # the last recovery, whose cache refresh follows it
             for _ in range(outages):
                 phase = rng.uniform(0.0, probe_interval_s)
                 result.phases_s.append(phase)
                 time.sleep(phase)  # deliberate: start the outage at a random point of the probe cycle
                 seen = len(bridge.events)
-                in_refresh = recovered_at is not None and not any(
-                    e.kind == CACHE_REFRESHED for e in bridge.events.events()[recovered_at:seen]
-                )
+                in_refresh = recovered is not None and _refresh_s(bridge, recovered) is None
                 waited = run_queue_wait_s(probe_thread)
                 t_inject = time.monotonic()
                 entry = OUTAGES["proxy_down"].inject(faults, OutageTarget(db.proxy))
@@ -141,6 +140,7 @@ def measure(
                         "gc_max_pause_s": max((p[1] for p in in_window), default=0.0),
                         "gc_full": sum(1 for p in in_window if p[2] == 2),
                         "in_refresh": in_refresh,
+                        "prev_refresh_s": None if recovered is None else _refresh_s(bridge, recovered),
                         "probe_wait_s": None
                         if waited is None or waited_after is None
                         else waited_after - waited,
@@ -150,7 +150,6 @@ def measure(
                 t_heal = time.monotonic()
                 faults.heal_entry(entry)
                 recovered = bridge.events.wait_for(RECOVERED, timeout_s=wait_s, after=seen)
-                recovered_at = len(bridge.events)
                 result.recover_s.append(recovered.at_monotonic - t_heal)
                 if bridge.state is not BridgeState.HEALTHY:
                     raise RuntimeError(f"bridge is {bridge.state} after RECOVERED")
@@ -164,3 +163,9 @@ def measure(
     finally:
         bridge.close()
     return result
+
+
+def _refresh_s(bridge: ResilientStore, recovered: BridgeEvent) -> float | None:
+    """Seconds from a RECOVERED event to its CACHE_REFRESHED; None while (or if never) finished."""
+    done = [e for e in bridge.events.events(CACHE_REFRESHED) if e.at_monotonic >= recovered.at_monotonic]
+    return done[0].at_monotonic - recovered.at_monotonic if done else None

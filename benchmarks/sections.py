@@ -431,10 +431,16 @@ def _slowest_detections(result: DetectResult, n: int = 2) -> str:
         f"{full['n']:.0f} full collections, longest {full['max_s']:.3f} s" if full else "no full collection"
     )
     in_refresh = sum(1 for w in result.windows if w["in_refresh"])
+    refreshes = [w["prev_refresh_s"] for w in result.windows if w["prev_refresh_s"] is not None]
+    took = (
+        f" (a finished refresh took {median(refreshes):.3f} s, at most {max(refreshes):.3f})"
+        if refreshes
+        else ""
+    )
     return (
         f"; slowest: {'; '.join(parts)}; during all outages {over_all}; {in_refresh} of "
         f"{len(result.windows)} outages began while the probe thread was still refreshing the cache after "
-        "the previous recovery"
+        f"the previous recovery{took}"
     )
 
 
