@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.stats import median
 from bridge.db import Probe
 from bridge.events import CACHE_REFRESHED, DEGRADED, RECOVERED, BridgeEvent
 from bridge.resilient import BridgeState, ResilientStore
@@ -49,6 +50,36 @@ class DetectResult:
     windows: list[dict[str, Any]] = field(default_factory=list)
     # Every collection during the outages, by generation: count, total and longest pause.
     gc_by_generation: dict[int, dict[str, float]] = field(default_factory=dict)
+
+    def stalls_note(self, slowest: int = 2) -> str:
+        """What held up the slowest detections: GC pauses, the probe's CPU wait, its error, a refresh."""
+        parts = []
+        for w in sorted(self.windows, key=lambda w: w["detect_s"], reverse=True)[:slowest]:
+            wait = "n/a" if w["probe_wait_s"] is None else f"{w['probe_wait_s']:.3f} s"
+            began = " (began in a refresh)" if w["in_refresh"] else ""
+            parts.append(
+                f"{w['detect_s']:.2f} s{began}: GC paused {w['gc_pause_s']:.3f} s (longest "
+                f"{w['gc_max_pause_s']:.3f}, {w['gc_full']} full), probe waited {wait} for a CPU, "
+                f"probe error '...{str(w['reason'])[-60:]}'"
+            )
+        full = self.gc_by_generation.get(2)
+        over_all = (
+            f"{full['n']:.0f} full collections, longest {full['max_s']:.3f} s"
+            if full
+            else "no full collection"
+        )
+        in_refresh = sum(1 for w in self.windows if w["in_refresh"])
+        refreshes = sorted(w["prev_refresh_s"] for w in self.windows if w["prev_refresh_s"] is not None)
+        took = (
+            f" (a finished refresh took {median(refreshes):.3f} s, at most {refreshes[-1]:.3f})"
+            if refreshes
+            else ""
+        )
+        return (
+            f"; slowest: {'; '.join(parts)}; during all outages {over_all}; {in_refresh} of "
+            f"{len(self.windows)} outages began while the probe thread was still refreshing the cache after "
+            f"the previous recovery{took}"
+        )
 
 
 class PauseLog:

@@ -10,11 +10,11 @@ from benchmarks.backup_bench import Backup
 from benchmarks.cache_bench import measure as measure_cache
 from benchmarks.context import Context
 from benchmarks.data import CompanySet, Dataset
-from benchmarks.detect_bench import DetectResult
 from benchmarks.detect_bench import measure as measure_detection
-from benchmarks.export_bench import ExportBench, ExportSample
+from benchmarks.export_bench import ExportSample
+from benchmarks.floors import content_floor_row, export_floor_row, sql_floor_row
 from benchmarks.results import Row, Target
-from benchmarks.stats import latency_summary, loglog_slope, median, percentile
+from benchmarks.stats import latency_summary, latency_text, loglog_slope, median, percentile
 from benchmarks.store_bench import CREDS_BATCH_DICT, CREDS_BATCH_OURS, Comparison, StoreBench
 
 MB = 1024 * 1024
@@ -24,11 +24,6 @@ STORE_COMPANY_KEYS = 1313  # the baseline company of docs/TARGETS.md: 656 sessio
 # The plan's compass (issue 17): export against the raw writer and against Baileys' own writer.
 EXPORT_VS_RAW = 0.7
 EXPORT_VS_BAILEYS = 1.5
-# Where the compass is out of reach, the floor of the same path measured in the same repetition
-# (docs/BENCHMARKS.md, "Issue 17, floors"); the compass rows stay as they are.
-EXPORT_VS_FLOOR = 0.7
-VALIDATE_VS_CONTENT_FLOOR = 1.3
-SET_VS_SQL_FLOOR = 1.5
 SET_VS_NAIVE = 10.0
 GET_VS_NAIVE = 5.0
 VALIDATE_VS_FLOOR = 1.5
@@ -100,39 +95,9 @@ def export_rows(ctx: Context) -> list[Row]:
                 target=Target(">=", EXPORT_VS_BAILEYS),
             )
         )
-        rows.append(_export_floor_row(companies, ours, bench))
+        rows.append(export_floor_row(f"export {_size(companies)} vs its floor", companies.keys, ours, bench))
     rows += _shard_rows(ctx)
     return rows
-
-
-def _export_floor_row(companies: CompanySet, ours: list[ExportSample], bench: ExportBench) -> Row:
-    """Ours against a verified export's floor: raw writer + re-read and SHA256 + encoder, per repetition."""
-    floor_s = bench.floor_seconds(companies.label)
-    o = _median_rate(ours)
-    f = median([companies.keys / s for s in floor_s])
-    per_rep = ", ".join(f"{s.seconds:.2f}/{fs:.2f}" for s, fs in zip(ours, floor_s, strict=False))
-    phase = {
-        k: median([s.extra["timings_s"][k] for s in ours]) for k in ("encode_s", "verify_s", "manifests_s")
-    }
-    encoder = median([s.seconds for s in bench.of("encode", companies.label)])
-    verify = median([s.extra["verify_s"] for s in bench.of("raw", companies.label)])
-    return Row(
-        1,
-        f"export {_size(companies)} vs its floor",
-        o,
-        "keys/s",
-        baseline=f,
-        baseline_label="raw + verify + encode",
-        ratio=o / f,
-        ratio_label="ours/floor",
-        target=Target(">=", EXPORT_VS_FLOOR),
-        note="floor = raw writer + re-read and SHA256 of its files (hash_folder, as our verify) + the "
-        "encoder alone on the same stored values in memory, each timed in the same repetition; "
-        f"ours/floor seconds per repetition {per_rep}; medians: our encode phase {phase['encode_s']:.2f} s "
-        f"(parse + encode) against the encoder alone {encoder:.2f} s, our verify {phase['verify_s']:.2f} s "
-        f"against the raw output's {verify:.2f} s, our manifests {phase['manifests_s']:.2f} s",
-        detail={"floor_s": floor_s, "ours_s": [s.seconds for s in ours]},
-    )
 
 
 def _shard_rows(ctx: Context) -> list[Row]:
@@ -173,11 +138,6 @@ def _shard_rows(ctx: Context) -> list[Row]:
 # -- 2. store --------------------------------------------------------------------------------------
 
 
-def _pcts(seconds: list[float]) -> str:
-    s = latency_summary(seconds)
-    return f"{s['p50_ms']:.2f} / {s['p95_ms']:.2f} / {s['p99_ms']:.2f} ms"
-
-
 def _comparison_rows(comp: Comparison) -> list[Row]:
     """Throughput from the mean latency (with the target), then P50/P95/P99 of both sides."""
     ours, naive = latency_summary(comp.ours_s), latency_summary(comp.naive_s)
@@ -205,35 +165,13 @@ def _comparison_rows(comp: Comparison) -> list[Row]:
             baseline=naive["p95_ms"],
             ratio=naive["p95_ms"] / ours["p95_ms"],
             ratio_label="naive/ours at P95",
-            ours_text=_pcts(comp.ours_s),
-            baseline_text=_pcts(comp.naive_s),
+            ours_text=latency_text(comp.ours_s),
+            baseline_text=latency_text(comp.naive_s),
             note=f"{ours['n']} calls against {naive['n']} naive batches of {comp.keys_per_call}; "
             f"mean {ours['mean_ms']:.2f} vs {naive['mean_ms']:.2f} ms",
         ),
-        *([_sql_floor_row(comp)] if comp.floor_s else []),
+        *([sql_floor_row(comp)] if comp.floor_s else []),
     ]
-
-
-def _sql_floor_row(comp: Comparison) -> Row:
-    """set_keys against its SQL floor: the same statement and rows, encoded beforehand; mean latency."""
-    ours, floor = latency_summary(comp.ours_s), latency_summary(comp.floor_s)
-    encode = latency_summary(comp.encode_s)
-    return Row(
-        2,
-        f"{comp.name} keys vs its SQL floor (mean latency)",
-        ours["mean_ms"],
-        "ms",
-        baseline=floor["mean_ms"],
-        baseline_label="same statement, rows pre-encoded",
-        ratio=ours["mean_ms"] / floor["mean_ms"],
-        ratio_label="ours/floor",
-        target=Target("<=", SET_VS_SQL_FLOOR),
-        note=f"{ours['n']} calls each, alternating; floor = the upsert set_keys sends, the same "
-        f"{comp.keys_per_call} rows in one statement (one transaction) on a plain autocommit connection, "
-        f"their JSON encoded untimed just before (encode_set alone: mean {encode['mean_ms']:.2f} ms); "
-        f"P50 / P95 / P99 {_pcts(comp.ours_s)} against {_pcts(comp.floor_s)}",
-        detail={"ours_s": comp.ours_s, "floor_s": comp.floor_s, "encode_s": comp.encode_s},
-    )
 
 
 def store_rows(ctx: Context) -> list[Row]:
@@ -267,7 +205,7 @@ def store_rows(ctx: Context) -> list[Row]:
             baseline_text=f"{dict_us:.3f} us (P95 {percentile(creds.naive_s, 95) * 1e6:.3f})",
             note=f"per read, median of {len(creds.ours_s)} batches of {CREDS_BATCH_OURS} reads / "
             f"{CREDS_BATCH_DICT} lookups; a cached read revives a private copy (bytes as bytes) so that "
-            f"Baileys cannot mutate the cache; the healthy read-through costs {_pcts(healthy)}",
+            f"Baileys cannot mutate the cache; the healthy read-through costs {latency_text(healthy)}",
         )
     )
     ctx.details["store"] = {
@@ -305,9 +243,6 @@ def backup_rows(ctx: Context) -> list[Row]:
     backup = ctx.validated(companies, c.validate_reps)
     restored_mb, ours_rate, floor_rate = _restore_rates(backup)
     o, f = median(backup.validate_s), median(backup.floor_s)
-    content_floor, read_s, drop_s = (
-        median(x) for x in (backup.content_floor_s, backup.floor_read_s, backup.floor_drop_s)
-    )
     phases = {
         k: median([r["phases_s"].get(k, 0.0) for r in backup.validate_reports])
         for k in backup.validate_reports[0]["phases_s"]
@@ -327,20 +262,7 @@ def backup_rows(ctx: Context) -> list[Row]:
             + ", ".join(f"{k} {v:.2f}" for k, v in phases.items())
             + f"; dump {backup.plain_size / MB:.1f} MB (-Z1); backup create {backup.create_s:.2f} s",
         ),
-        Row(
-            3,
-            f"validate {_size(companies)} vs its content floor",
-            o,
-            "s",
-            baseline=content_floor,
-            baseline_label="floor + ordered read + drop",
-            ratio=o / content_floor,
-            ratio_label="ours/floor",
-            target=Target("<=", VALIDATE_VS_CONTENT_FLOOR),
-            note="content floor = sha256sum + CREATE DATABASE + pg_restore, then every restored row read "
-            "once in the digest's order (COPY ... ORDER BY ... TO STDOUT, streamed and dropped) and the "
-            f"restored database dropped, in the same turn; medians: read {read_s:.2f} s, drop {drop_s:.2f} s",
-        ),
+        content_floor_row(f"validate {_size(companies)} vs its content floor", o, backup),
         Row(
             3,
             "restore throughput (MB of restored tables / s)",
@@ -408,40 +330,11 @@ def detect_rows(ctx: Context) -> list[Row]:
                 note=f"P50 {percentile(samples, 50):.3f} s, max {max(samples):.3f} s, "
                 f"mean {sum(samples) / len(samples):.3f} s; "
                 "each outage starts at a random phase of the probe cycle"
-                + (_slowest_detections(result) if what == "detect" else ""),
+                + (result.stalls_note() if what == "detect" else ""),
             )
         )
     ctx.details["detection"] = asdict(result)
     return rows
-
-
-def _slowest_detections(result: DetectResult, n: int = 2) -> str:
-    """What stalled the probe in the slowest detection windows: GC pauses, run-queue wait, the reason."""
-    parts = []
-    for w in sorted(result.windows, key=lambda w: w["detect_s"], reverse=True)[:n]:
-        wait = "n/a" if w["probe_wait_s"] is None else f"{w['probe_wait_s']:.3f} s"
-        began = " (began in a refresh)" if w["in_refresh"] else ""
-        parts.append(
-            f"{w['detect_s']:.2f} s{began}: GC paused {w['gc_pause_s']:.3f} s (longest "
-            f"{w['gc_max_pause_s']:.3f}, {w['gc_full']} full), probe waited {wait} for a CPU, "
-            f"probe error '...{str(w['reason'])[-60:]}'"
-        )
-    full = result.gc_by_generation.get(2)
-    over_all = (
-        f"{full['n']:.0f} full collections, longest {full['max_s']:.3f} s" if full else "no full collection"
-    )
-    in_refresh = sum(1 for w in result.windows if w["in_refresh"])
-    refreshes = [w["prev_refresh_s"] for w in result.windows if w["prev_refresh_s"] is not None]
-    took = (
-        f" (a finished refresh took {median(refreshes):.3f} s, at most {max(refreshes):.3f})"
-        if refreshes
-        else ""
-    )
-    return (
-        f"; slowest: {'; '.join(parts)}; during all outages {over_all}; {in_refresh} of "
-        f"{len(result.windows)} outages began while the probe thread was still refreshing the cache after "
-        f"the previous recovery{took}"
-    )
 
 
 # -- 5. bring-up -----------------------------------------------------------------------------------
