@@ -50,6 +50,9 @@ class DetectResult:
     windows: list[dict[str, Any]] = field(default_factory=list)
     # Every collection during the outages, by generation: count, total and longest pause.
     gc_by_generation: dict[int, dict[str, float]] = field(default_factory=dict)
+    # One full collection forced after the last outage: what a gen-2 pause costs in this process's heap.
+    full_collection_s: float | None = None
+    tracked_objects: int | None = None
 
     def stalls_note(self, slowest: int = 2) -> str:
         """What held up the slowest detections: GC pauses, the probe's CPU wait, its error, a refresh."""
@@ -75,6 +78,11 @@ class DetectResult:
             if refreshes
             else ""
         )
+        if self.full_collection_s is not None:
+            over_all += (
+                f" (one forced after them took {self.full_collection_s:.3f} s over "
+                f"{self.tracked_objects:,} tracked objects)"
+            )
         return (
             f"; slowest: {'; '.join(parts)}; during all outages {over_all}; {in_refresh} of "
             f"{len(self.windows)} outages began while the probe thread was still refreshing the cache after "
@@ -184,6 +192,12 @@ def measure(
                 result.recover_s.append(recovered.at_monotonic - t_heal)
                 if bridge.state is not BridgeState.HEALTHY:
                     raise RuntimeError(f"bridge is {bridge.state} after RECOVERED")
+            pauses_during_outages = len(pauses.pauses)
+            result.tracked_objects = len(gc.get_objects())
+            t0 = time.perf_counter()
+            gc.collect()
+            result.full_collection_s = time.perf_counter() - t0
+            del pauses.pauses[pauses_during_outages:]
             for gen in sorted({p[2] for p in pauses.pauses}):
                 seconds = [p[1] for p in pauses.pauses if p[2] == gen]
                 result.gc_by_generation[gen] = {
