@@ -96,6 +96,7 @@ def export_rows(ctx: Context) -> list[Row]:
             )
         )
         rows.append(export_floor_row(f"export {_size(companies)} vs its floor", companies.keys, ours, bench))
+    bench.stored.clear()  # the encoder's input: not kept alive (and scanned by the collector) in later rows
     rows += _shard_rows(ctx)
     return rows
 
