@@ -143,6 +143,7 @@ def _assert_floor_rows(latest: dict[str, Any], stdout: str) -> None:
     """Every floor row is printed with its ratio and verdict; the JSON holds its raw samples."""
     rows = {r["measure"].split(" (")[0]: r for r in latest["rows"]}
     for measure, samples in FLOOR_ROWS.items():
+        assert measure in rows, f"no floor row {measure!r} among {sorted(rows)}"
         row = rows[measure]
         assert measure in stdout
         assert row["ratio"] is not None and row["ratio"] > 0 and row["target"], row
