@@ -7,7 +7,8 @@ heal start (the recovery includes the cache refresh the bridge does before it ac
 
 Each outage also records what could stall the probe in its detection window: the garbage collector's
 pauses (gc.callbacks; a collection stops every thread of the process) and the probe thread's run-queue
-wait (/proc schedstat: time it was runnable but had no CPU), with the probe's failure reason.
+wait (/proc schedstat: time it was runnable but had no CPU), with the probe's failure reason and whether
+the outage began while the probe thread was still refreshing the cache after the previous recovery.
 """
 
 from __future__ import annotations
@@ -71,6 +72,11 @@ class DetectResult:
             if full
             else "no full collection"
         )
+        if self.full_collection_s is not None:
+            over_all += (
+                f" (one forced after them took {self.full_collection_s:.3f} s over "
+                f"{self.tracked_objects:,} tracked objects)"
+            )
         in_refresh = sum(1 for w in self.windows if w["in_refresh"])
         refreshes = sorted(w["prev_refresh_s"] for w in self.windows if w["prev_refresh_s"] is not None)
         took = (
@@ -78,11 +84,6 @@ class DetectResult:
             if refreshes
             else ""
         )
-        if self.full_collection_s is not None:
-            over_all += (
-                f" (one forced after them took {self.full_collection_s:.3f} s over "
-                f"{self.tracked_objects:,} tracked objects)"
-            )
         return (
             f"; slowest: {'; '.join(parts)}; during all outages {over_all}; {in_refresh} of "
             f"{len(self.windows)} outages began while the probe thread was still refreshing the cache after "

@@ -19,7 +19,7 @@ import pytest
 
 from benchmarks.backup_bench import Backup
 from benchmarks.config import ROWS, get_config
-from benchmarks.detect_bench import PauseLog, run_queue_wait_s
+from benchmarks.detect_bench import DetectResult, PauseLog, run_queue_wait_s
 from benchmarks.export_bench import ExportBench, ExportSample
 from benchmarks.results import Row, Target, render_table
 from benchmarks.stats import latency_summary, loglog_slope, percentile
@@ -91,6 +91,26 @@ def test_pause_log_records_a_full_collection_inside_its_window() -> None:
     assert full, log.pauses
     assert full[0] in log.within(t0, t1)
     assert log.within(t1 + 1.0, t1 + 2.0) == []
+
+
+def test_detection_note_names_what_held_up_the_slowest_outage() -> None:
+    result = DetectResult(0.5)
+    window = {"gc_pause_s": 0.0, "gc_max_pause_s": 0.0, "gc_full": 0, "prev_refresh_s": 0.02}
+    result.windows += [
+        {**window, "detect_s": 0.3, "reason": "Connection refused", "in_refresh": False, "probe_wait_s": 0.0},
+        {
+            **window,
+            "detect_s": 1.99,
+            "reason": "couldn't get a connection after 2.00 sec",
+            "in_refresh": True,
+            "probe_wait_s": None,
+            "prev_refresh_s": None,
+        },
+    ]
+    note = result.stalls_note(slowest=1)
+    assert "slowest: 1.99 s (began in a refresh)" in note and "waited n/a" in note
+    assert "no full collection" in note and "1 of 2 outages began while" in note
+    assert "a finished refresh took 0.020 s" in note
 
 
 def test_run_queue_wait_is_read_for_a_live_thread_and_absent_without_one() -> None:
