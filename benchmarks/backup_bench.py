@@ -4,7 +4,9 @@ Our `validate` downloads the encrypted dump from S3 (moto), checks manifest, siz
 straight into pg_restore in a scratch database and compares row counts and per-company digests (the
 region cross-check and the validated.json mark are left out: they are not part of the floor's steps).
 The floor does the bare minimum with the same dump, already decrypted on local disk: `sha256sum` of
-it, CREATE DATABASE and `pg_restore` with the same options. Scratch databases are dropped untimed.
+it, CREATE DATABASE and `pg_restore` with the same options. The content floor adds the least a validation
+that checks content must also do: one ordered read of every restored row (streamed by COPY and dropped)
+and the DROP DATABASE of the restored scratch database, both timed in the same turn.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from benchmarks.data import CompanySet
 from bridge.backup.catalog import DATA, backup_key
@@ -30,6 +34,12 @@ from environment.env import Environment
 
 MB = 1024 * 1024
 RESTORE_OPTIONS = ("--no-owner", "--no-privileges", "--exit-on-error", "--no-password")
+# Every restored row once, in the order the content digest reads keys (bridge.backup.content).
+CONTENT_READS = (
+    "COPY (SELECT company_id, key_type, key_id, value FROM whatsapp_keys "
+    'ORDER BY company_id COLLATE "C", key_type COLLATE "C", key_id COLLATE "C") TO STDOUT',
+    "COPY (SELECT company_id, creds FROM whatsapp_auth) TO STDOUT",
+)
 
 
 @dataclass
@@ -46,6 +56,14 @@ class Backup:
     validate_reports: list[dict[str, Any]] = field(default_factory=list)
     floor_s: list[float] = field(default_factory=list)
     floor_restore_s: list[float] = field(default_factory=list)
+    floor_read_s: list[float] = field(default_factory=list)  # ordered read of every restored row
+    floor_drop_s: list[float] = field(default_factory=list)  # DROP DATABASE of the restored one
+
+    @property
+    def content_floor_s(self) -> list[float]:
+        """Per turn: sha256sum + CREATE DATABASE + pg_restore + the ordered read + the drop."""
+        parts = zip(self.floor_s, self.floor_read_s, self.floor_drop_s, strict=True)
+        return [sum(p) for p in parts]
 
 
 class BackupBench:
@@ -112,9 +130,13 @@ class BackupBench:
         return seconds
 
     def floor(self, admin_dsn: str, backup: Backup, pg_restore: str) -> float:
-        """sha256sum + CREATE DATABASE + pg_restore of the same dump; returns seconds (drop not timed)."""
+        """sha256sum + CREATE DATABASE + pg_restore of the same dump; returns those seconds.
+
+        Then, timed apart, the content floor's extra steps: the ordered read and the drop.
+        """
         name = f"bench_floor_{secrets.token_hex(4)}"
-        args, env = libpq_args(with_dbname(admin_dsn, name))
+        dsn = with_dbname(admin_dsn, name)
+        args, env = libpq_args(dsn)
         t0 = time.perf_counter()
         subprocess.run([self.sha256sum, str(backup.plain_dump)], check=True, capture_output=True)
         create_database(admin_dsn, name)
@@ -130,8 +152,26 @@ class BackupBench:
             t2 = time.perf_counter()
             if proc.returncode != 0:
                 raise RuntimeError(f"floor pg_restore failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+            read_bytes = read_content(dsn)
         finally:
+            t3 = time.perf_counter()
             drop_database(admin_dsn, name)
+            t4 = time.perf_counter()
+        if read_bytes == 0:
+            raise RuntimeError(f"the content floor read nothing from the restore of {backup.backup_id}")
         backup.floor_s.append(t2 - t0)
         backup.floor_restore_s.append(t2 - t1)
+        backup.floor_read_s.append(t3 - t2)
+        backup.floor_drop_s.append(t4 - t3)
         return t2 - t0
+
+
+def read_content(dsn: str) -> int:
+    """Stream every row of the auth tables, keys in the digest's order, and drop it; return the bytes read."""
+    size = 0
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
+        for statement in CONTENT_READS:
+            with cur.copy(statement) as copy:
+                for block in copy:
+                    size += len(block)
+    return size

@@ -3,6 +3,10 @@
 All three write the same companies into a fresh directory each time (a tree just deleted on these
 machines makes file creation 10-17x slower, see docs/TARGETS.md), and they take turns within a repetition
 so that a slow minute of the shared machine hits all of them alike.
+
+The export's floor adds to the raw writer what a verified export must do and the raw writer does not:
+re-reading and hashing every file (timed on the raw writer's own output, right after it wrote it) and
+encoding every stored value (the `encode` writer: the encoder alone, on values in memory, no I/O).
 """
 
 from __future__ import annotations
@@ -18,10 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from benchmarks.data import CompanySet, Dataset, read_folder_files
+from bridge import codec
 from bridge.rollback import export_database
 from bridge.rollback.baileys_check import PROJECT_ROOT, node_command
-from bridge.rollback.folder import sync_filesystem
+from bridge.rollback.folder import encode_file, hash_folder, sync_filesystem
 
 BAILEYS_SCRIPT = Path(__file__).resolve().parent / "baileys_keys_set.js"
 FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
@@ -51,7 +58,7 @@ def raw_write(root: Path, companies: Sequence[tuple[str, Sequence[tuple[str, byt
 class ExportSample:
     """One timed write of one company set by one writer."""
 
-    writer: str  # ours | raw | baileys
+    writer: str  # ours | raw | baileys | encode | processes-N
     label: str  # the company set, e.g. "20x1313"
     companies: int
     keys: int
@@ -81,6 +88,7 @@ class ExportBench:
         self._counter = itertools.count()
         self.files: dict[str, list[tuple[str, bytes]]] = {}
         self.inputs: dict[str, Path] = {}
+        self.stored: dict[str, tuple[Any, list[Any]]] = {}  # generated company -> (creds, key values) as read
         self.samples: list[ExportSample] = []
 
     def fresh(self, label: str) -> Path:
@@ -113,14 +121,68 @@ class ExportBench:
         return self._keep(ExportSample("ours", companies.label, n, keys, seconds, files, size, extra))
 
     def raw(self, companies: CompanySet) -> ExportSample:
-        """The raw writer on the same files as our export of the company set (which must have run)."""
+        """The raw writer on the same files as our export of the company set (which must have run).
+
+        Then, apart from its time, the re-read and SHA256 of every file it wrote with the export's own
+        verification code (`extra["verify_s"]`): part of the export's floor, not of the raw writer.
+        """
         folders = [(cid, self.files[companies.sources[cid]]) for cid in companies.ids]
         keys = sum(len(files) - 1 for _, files in folders)
         out = self.fresh(f"raw-{companies.label}")
         t0 = time.perf_counter()
         files, size = raw_write(out, folders)
         seconds = time.perf_counter() - t0
-        return self._keep(ExportSample("raw", companies.label, len(folders), keys, seconds, files, size))
+        t1 = time.perf_counter()
+        hashed = sum(len(hash_folder(out / cid)) for cid, _ in folders)
+        verify_s = time.perf_counter() - t1
+        if hashed != files:
+            raise RuntimeError(f"raw writer's verify re-read {hashed} files of the {files} it wrote")
+        extra = {"verify_s": verify_s}
+        return self._keep(
+            ExportSample("raw", companies.label, len(folders), keys, seconds, files, size, extra)
+        )
+
+    def encode(self, companies: CompanySet) -> ExportSample:
+        """The export's encoder alone on every stored value of the set (creds too), in memory: no I/O.
+
+        The values are read once per generated company, untimed, the way the export reads them (creds as
+        psycopg parses jsonb, key values as text parsed by codec.json_loads), so the encoder gets its input.
+        """
+        self._load_stored({companies.sources[cid] for cid in companies.ids})
+        values = [self.stored[companies.sources[cid]] for cid in companies.ids]
+        t0 = time.perf_counter()
+        size = files = 0
+        for creds, key_values in values:
+            size += len(encode_file(creds, parsed=True))
+            for value in key_values:
+                size += len(encode_file(value, parsed=True))
+            files += 1 + len(key_values)
+        seconds = time.perf_counter() - t0
+        n = len(companies.ids)
+        return self._keep(ExportSample("encode", companies.label, n, files - n, seconds, files, size))
+
+    def _load_stored(self, sources: set[str]) -> None:
+        """Read the stored creds and key values of generated companies not read yet (untimed)."""
+        missing = sorted(sources - set(self.stored))
+        if not missing:
+            return
+        with psycopg.connect(self.dsn) as conn:
+            for source in missing:
+                row = conn.execute(
+                    "SELECT creds FROM whatsapp_auth WHERE company_id = %s", (source,)
+                ).fetchone()
+                if row is None:
+                    raise RuntimeError(f"company {source} has no creds in the export bench's database")
+                texts = conn.execute(
+                    "SELECT value::text FROM whatsapp_keys WHERE company_id = %s ORDER BY key_type, key_id",
+                    (source,),
+                ).fetchall()
+                self.stored[source] = (row[0], [codec.json_loads(text) for (text,) in texts])
+
+    def floor_seconds(self, label: str) -> list[float]:
+        """Per repetition: raw writer + its verify + the encoder, samples paired in the order they ran."""
+        raw, encoded = self.of("raw", label), self.of("encode", label)
+        return [r.seconds + r.extra["verify_s"] + e.seconds for r, e in zip(raw, encoded, strict=False)]
 
     def baileys(self, companies: CompanySet) -> ExportSample:
         """Baileys' keys.set + saveCreds on the same keys (timed inside Node, without process start)."""

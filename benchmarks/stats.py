@@ -39,6 +39,12 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
     }
 
 
+def latency_text(seconds: Sequence[float]) -> str:
+    """P50 / P95 / P99 of latency samples as printed in the table, e.g. "1.10 / 1.90 / 3.20 ms"."""
+    s = latency_summary(seconds)
+    return f"{s['p50_ms']:.2f} / {s['p95_ms']:.2f} / {s['p99_ms']:.2f} ms"
+
+
 def loglog_slope(sizes: Sequence[float], costs: Sequence[float]) -> float:
     """Least-squares slope of ln(cost) against ln(size): 1.0 means cost grows linearly with size."""
     if len(sizes) != len(costs) or len(sizes) < 2:

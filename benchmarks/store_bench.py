@@ -1,7 +1,8 @@
 """Row 2: store operations against the naive patterns of existing PostgreSQL stores for Baileys.
 
 * keys.set of a Baileys-sized batch (30 and 100 keys, one statement, one transaction) against one
-  autocommit upsert per key on a plain connection;
+  autocommit upsert per key on a plain connection, and against its SQL floor: the same statement with the
+  same rows, encoded beforehand, on a plain autocommit connection;
 * keys.get of 100 ids in one round trip against 100 single-row selects;
 * a creds read served from the bridge cache (database down, read-only mode) against a plain dict lookup.
 Both sides encode or decode BufferJSON, write the same (type, id, value) sequence to their own company,
@@ -13,7 +14,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -21,7 +22,8 @@ import psycopg
 from bridge import codec
 from bridge.db import Probe
 from bridge.resilient import BridgeState, ResilientStore
-from bridge.store import PgAuthStore
+from bridge.store import _UPSERT_KEYS_SQL as UPSERT_KEYS_SQL  # the very statement set_keys sends
+from bridge.store import PgAuthStore, encode_set
 from chaos.outages import OUTAGES, OutageTarget
 from chaos.toxiproxy import FaultSession
 from environment.env import AuthDatabase
@@ -44,6 +46,8 @@ class Comparison:
     keys_per_call: int
     ours_s: list[float]
     naive_s: list[float]
+    floor_s: list[float] = field(default_factory=list)  # set_keys only: its statement alone, pre-encoded
+    encode_s: list[float] = field(default_factory=list)  # set_keys only: encode_set of the floor's rows
 
 
 def _blocks(total: int, blocks: int) -> Iterator[int]:
@@ -84,18 +88,37 @@ class StoreBench:
         return [self.pool[(start + j) % len(self.pool)] for j in range(n)]
 
     def set_keys(self, n: int, calls: int, naive_batches: int) -> Comparison:
-        """store.set_keys of n keys against n autocommit upserts; same keys, separate companies."""
+        """store.set_keys of n keys against n autocommit upserts and against its SQL floor; same keys.
+
+        Each side writes its own company. The floor's rows are encoded untimed just before its call,
+        which alternates with ours (floor first on odd calls).
+        """
         ours: list[float] = []
         naive: list[float] = []
-        with PgAuthStore(self.db.dsn) as store, psycopg.connect(self.db.dsn, autocommit=True) as conn:
+        floor: list[float] = []
+        encode: list[float] = []
+        with (
+            PgAuthStore(self.db.dsn) as store,
+            psycopg.connect(self.db.dsn, autocommit=True) as conn,
+            psycopg.connect(self.db.dsn, autocommit=True) as sql_conn,
+        ):
             # One untimed call each: opens the pool's connection and prepares the statements.
-            store.set_keys("bench-ours", {"pre-key": {"warm": {"private": b"x", "public": b"y"}}})
+            warm = {"pre-key": {"warm": {"private": b"x", "public": b"y"}}}
+            store.set_keys("bench-ours", warm)
             conn.execute(NAIVE_UPSERT, ("bench-naive", "pre-key", "warm", codec.dumps({"a": 1})))
 
             def naive_write(batch: list[tuple[str, str, Any]]) -> None:
                 for key_type, key_id, value in batch:
                     conn.execute(NAIVE_UPSERT, ("bench-naive", key_type, key_id, codec.dumps(value)))
 
+            def sql_floor(data: dict[str, dict[str, Any]]) -> float:
+                t0 = time.perf_counter()
+                params = {"company": "bench-floor", "rows": encode_set("bench-floor", data).rows_json}
+                encode.append(time.perf_counter() - t0)  # recorded apart: the floor leaves it out
+                return _time(sql_conn.execute, UPSERT_KEYS_SQL, params)
+
+            sql_floor(warm)
+            encode.clear()
             i = 0
             for per_block in _blocks(calls, naive_batches):
                 naive.append(_time(naive_write, self._batch(i, n)))
@@ -104,9 +127,13 @@ class StoreBench:
                     data: dict[str, dict[str, Any]] = {}
                     for key_type, key_id, value in batch:
                         data.setdefault(key_type, {})[key_id] = value
+                    if i % 2:
+                        floor.append(sql_floor(data))
                     ours.append(_time(store.set_keys, "bench-ours", data))
+                    if not i % 2:
+                        floor.append(sql_floor(data))
                     i += 1
-        return Comparison(f"set_keys {n}", n, ours, naive)
+        return Comparison(f"set_keys {n}", n, ours, naive, floor, encode)
 
     def get_keys(self, calls: int, naive_batches: int) -> Comparison:
         """store.get_keys of 100 session ids in one round trip against 100 single selects (both decode)."""

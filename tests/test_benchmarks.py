@@ -5,15 +5,22 @@ Nothing here asserts a speed: the machines are shared and noisy, so figures are 
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from benchmarks.backup_bench import Backup
 from benchmarks.config import ROWS, get_config
+from benchmarks.detect_bench import DetectResult, PauseLog, run_queue_wait_s
+from benchmarks.export_bench import ExportBench, ExportSample
 from benchmarks.results import Row, Target, render_table
 from benchmarks.stats import latency_summary, loglog_slope, percentile
 
@@ -54,6 +61,65 @@ def test_bad_row_selection_is_rejected_naming_the_valid_rows() -> None:
     assert get_config([], environ={"BENCH_QUICK": "1"}).quick is True
 
 
+def test_export_floor_pairs_raw_verify_and_encode_of_the_same_repetition(tmp_path: Path) -> None:
+    bench = ExportBench("postgresql://unused", [], tmp_path)
+    for rep, (raw_s, verify_s, encode_s) in enumerate([(1.0, 0.25, 0.5), (2.0, 0.5, 0.75)]):
+        bench.samples.append(ExportSample("raw", "2x64", 2, 128, raw_s, 130, 1, {"verify_s": verify_s}))
+        bench.samples.append(ExportSample("encode", "2x64", 2, 128, encode_s, 130, 1))
+        bench.samples.append(ExportSample("raw", "other", 2, 128, 9.0 + rep, 130, 1, {"verify_s": 9.0}))
+    assert bench.floor_seconds("2x64") == [1.75, 3.25]
+
+
+def test_validation_content_floor_adds_the_ordered_read_and_the_drop_per_turn() -> None:
+    backup = Backup("2x64", "id", 0.1, Path("dump"), 1, 1)
+    backup.floor_s += [1.0, 2.0]
+    backup.floor_read_s += [0.25, 0.5]
+    backup.floor_drop_s += [0.5, 0.25]
+    assert backup.content_floor_s == [1.75, 2.75]
+    backup.floor_drop_s.pop()  # a turn without its drop is a harness bug, not a shorter floor
+    with pytest.raises(ValueError):
+        _ = backup.content_floor_s
+
+
+def test_pause_log_records_a_full_collection_inside_its_window() -> None:
+    with PauseLog() as log:
+        t0 = time.monotonic()
+        gc.collect()
+        t1 = time.monotonic()
+    assert log not in gc.callbacks
+    full = [p for p in log.pauses if p[2] == 2]
+    assert full, log.pauses
+    assert full[0] in log.within(t0, t1)
+    assert log.within(t1 + 1.0, t1 + 2.0) == []
+
+
+def test_detection_note_names_what_held_up_the_slowest_outage() -> None:
+    result = DetectResult(0.5)
+    window = {"gc_pause_s": 0.0, "gc_max_pause_s": 0.0, "gc_full": 0, "prev_refresh_s": 0.02}
+    result.windows += [
+        {**window, "detect_s": 0.3, "reason": "Connection refused", "in_refresh": False, "probe_wait_s": 0.0},
+        {
+            **window,
+            "detect_s": 1.99,
+            "reason": "couldn't get a connection after 2.00 sec",
+            "in_refresh": True,
+            "probe_wait_s": None,
+            "prev_refresh_s": None,
+        },
+    ]
+    note = result.stalls_note(slowest=1)
+    assert "slowest: 1.99 s (began in a refresh)" in note and "waited n/a" in note
+    assert "no full collection" in note and "1 of 2 outages began while" in note
+    assert "a finished refresh took 0.020 s" in note
+
+
+def test_run_queue_wait_is_read_for_a_live_thread_and_absent_without_one() -> None:
+    waited = run_queue_wait_s(threading.current_thread())
+    if Path("/proc/self/task").is_dir():
+        assert waited is not None and waited >= 0.0
+    assert run_queue_wait_s(None) is None
+
+
 @pytest.mark.slow
 def test_quick_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
     proc = subprocess.run(
@@ -81,3 +147,34 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
                 assert row["ratio"] > 0, row
         assert row["met"] in (True, False, None)
     assert latest["table"] in proc.stdout
+    _assert_floor_rows(latest, proc.stdout)
+
+
+FLOOR_ROWS = {  # measure (start) -> the raw samples its row's detail must carry
+    "export 2 co x 64 keys vs its floor": ("ours_s", "floor_s"),
+    "export 4 co x 8 keys vs its floor": ("ours_s", "floor_s"),
+    "set_keys 30 keys vs its SQL floor": ("ours_s", "floor_s"),
+    "set_keys 100 keys vs its SQL floor": ("ours_s", "floor_s"),
+    "validate 2 co x 64 keys vs its content floor": (),
+}
+
+
+def _assert_floor_rows(latest: dict[str, Any], stdout: str) -> None:
+    """Every floor row is printed with its ratio and verdict; the JSON holds its raw samples."""
+    rows = {r["measure"].split(" (")[0]: r for r in latest["rows"]}
+    for measure, samples in FLOOR_ROWS.items():
+        assert measure in rows, f"no floor row {measure!r} among {sorted(rows)}"
+        row = rows[measure]
+        assert measure in stdout
+        assert row["ratio"] is not None and row["ratio"] > 0 and row["target"], row
+        assert row["met"] in (True, False), row
+        for name in samples:
+            assert row["detail"][name] and all(x > 0 for x in row["detail"][name]), (measure, name)
+    backup = latest["details"]["backup"]
+    assert len(backup["floor_read_s"]) == len(backup["floor_drop_s"]) == len(backup["floor_s"]) >= 1
+    export = [s for r in latest["rows"] if r["section"] == 1 for s in r["detail"].get("samples", [])]
+    assert {s["writer"] for s in export} >= {"ours", "raw", "baileys", "encode"}
+    assert all(s["extra"]["verify_s"] > 0 for s in export if s["writer"] == "raw")
+    detection = latest["details"]["detection"]
+    assert len(detection["windows"]) == len(detection["detect_s"])
+    assert {"gc_pause_s", "probe_wait_s", "in_refresh", "reason"} <= set(detection["windows"][0])
