@@ -100,5 +100,9 @@ def test_rollback_scenario_fails_when_the_bridge_exports_nothing_past_the_ttl(
     with pytest.raises(AssertionError) as failure:
         run_rollback_outage(dr, auth_db, faults, profile, tmp_path, ExportLeavesOutExpired)
     _fails_naming(failure, "cache-only export written by the bridge (export.cache)")
-    assert "creds are not in the cache" in str(failure.value)
+    # What the broken bridge leaves out depends on the entries' ages when it exports: a company whose
+    # creds are past the TTL is named missing, a key past it while its creds are not is missing from the
+    # files. A make test run saw only the second (rto-02 app-state-sync-key), so either names the defect.
+    left_out = ("creds are not in the cache", "acknowledged but missing from the files")
+    assert any(reason in str(failure.value) for reason in left_out), str(failure.value)
     assert not faults.active, f"faults left active: {faults.active}"
