@@ -279,7 +279,8 @@ class _Scenario:
         """During the outage: sessions reopen from the cache, writes are refused; past the TTL, escalation.
 
         Only what must happen inside the outage runs here, and the outage is held to its planned end; the
-        history is judged after the heal (judging it first held a short nightly outage 1-2.6 s too long).
+        history is judged once the recovery is measured (judging it first held a short nightly outage 1-2.6 s
+        too long).
         """
         end = self.t_fault + self.outage_s - self.heal_lead
         with self.dr.phase(
@@ -294,33 +295,39 @@ class _Scenario:
             self.dr.assert_targets_met()
 
     def heal(self) -> None:
-        """Undo the outage; the database answers again when this returns. Then judge what it showed."""
+        """Undo the outage; the database answers again when this returns."""
         self.seen = len(self.bridge.events)
-        with self.dr.phase("heal", f"{self.case.shape.name} undone, and what the outage showed judged"):
+        with self.dr.phase("heal", f"{self.case.shape.name} undone"):
             self.t_heal = self.dr.clock()
             self.heal_all()
             self.t_healed = self.dr.clock()
             self.dr.mark("healed", self.t_healed)
             self.measure("outage", self.t_healed - self.t_fault, unit="s")
-            windows = read_only_windows(self.bridge.events.events())
-            verdicts = [
-                exercised(
-                    writes_refused_while_read_only(self.history, cache_only=windows),
-                    "no write was attempted while the bridge was read-only",
-                ),
-                self.survival(),
-            ]
-            if self.short:
-                verdicts.append(
-                    claim(NOT_ESCALATED, [describe_event(e) for e in self.early([self.escalated])])
-                )
-            self.measure("reads_served_from_cache", self.cache_served_reads())
-            expect(verdicts)
-            self.dr.assert_targets_met()
+
+    def outage_verdicts(self) -> None:
+        """What the outage showed, judged once the recovery is measured: judging is seconds of the suite's
+        own CPU in the in-process bridge's process, and run during the recovery window it starved the probe
+        thread (a quarterly run at load 8 recovered 19.5 s after the heal, against the 15 s bound)."""
+        windows = read_only_windows(self.bridge.events.events())
+        verdicts = [
+            exercised(
+                writes_refused_while_read_only(self.history, cache_only=windows),
+                "no write was attempted while the bridge was read-only",
+            ),
+            self.survival(),
+        ]
+        if self.short:
+            verdicts.append(claim(NOT_ESCALATED, [describe_event(e) for e in self.early([self.escalated])]))
+        self.measure("reads_served_from_cache", self.cache_served_reads())
+        expect(verdicts)
+        self.dr.assert_targets_met()
 
     def recover(self, cleanup: ExitStack) -> None:
-        """Healthy by itself within the probe bound, writes accepted again, then the whole history judged."""
-        with self.dr.phase("recover", "healthy by itself, writes accepted again, history judged"):
+        """Healthy by itself within the probe bound, what the outage showed judged, writes accepted again,
+        then the whole history judged."""
+        with self.dr.phase(
+            "recover", "healthy by itself, the outage judged, writes accepted again, history judged"
+        ):
             recovered = self.next_event(RECOVERED, until=self.t_healed + self.patience)
             missing = [] if recovered else [f"no 'recovered' event within {self.patience:.2f}s of the heal"]
             expect([claim(RECOVERED_ALONE, missing)])
@@ -335,6 +342,7 @@ class _Scenario:
                 self.bound + (self.t_healed - self.t_heal),
                 unit="s",
             )
+            self.outage_verdicts()
             wait_until(
                 lambda: healthy_and_writing(self.bridge, self.history),
                 timeout=self.patience,
