@@ -106,12 +106,18 @@ class EscalatesEarly(ResilientStore):
 
 
 class AcksBeforeCommit(ResilientStore):
-    """Broken: a write is cached and acknowledged at once and committed one probe interval later by a
-    background thread (write-behind); when a commit fails, the writes still waiting are dropped with it."""
+    """Broken: a write is cached and acknowledged at once and committed one TTL later by a background
+    thread (write-behind); when the database fails (a commit or a probe), the writes still waiting are
+    dropped.
+
+    So every write acknowledged in the TTL before the outage is lost, the seed's and the steady state's
+    included. Committed one probe interval later, only the last interval's writes were at risk, and a
+    loaded run whose workload wrote nothing in it lost nothing (1 run in 8 at load 6)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.pending: queue.Queue[tuple[float, Callable[[], Any]] | None] = queue.Queue()
+        self.pending: queue.Queue[tuple[float, int, Callable[[], Any]] | None] = queue.Queue()
+        self.generation = 0  # bumped by every failure: writes queued before it are dropped
         self.committer = threading.Thread(target=self._commit_later, name="acks-before-commit", daemon=True)
         self.committer.start()
 
@@ -121,30 +127,26 @@ class AcksBeforeCommit(ResilientStore):
         stamp = self.cache.ticket()
         for key, value in values.items():
             self._remember(key, value, stamp)
-        self.pending.put((time.monotonic() + self.probe_interval_s, apply))
+        self.pending.put((time.monotonic() + self.cache.ttl_s, self.generation, apply))
         return None  # type: ignore[return-value]
+
+    def _on_failure(self, exc: DatabaseUnavailableError, epoch: int | None = None) -> None:
+        self.generation += 1
+        super()._on_failure(exc, epoch)
 
     def _commit_later(self) -> None:
         while (item := self.pending.get()) is not None:
-            due, apply = item
+            due, generation, apply = item
             self._stop.wait(max(0.0, due - time.monotonic()))  # commits late; on close, at once
+            if generation != self.generation:
+                continue  # dropped when the database failed
             try:
                 apply()
             except DatabaseUnavailableError as exc:
                 self._on_failure(exc)
-                if self._drop_pending():
-                    return
-
-    def _drop_pending(self) -> bool:
-        """Drop every write still waiting; True when close() asked the thread to end meanwhile."""
-        while True:
-            try:
-                if self.pending.get_nowait() is None:
-                    return True
-            except queue.Empty:
-                return False
 
     def close(self) -> None:
+        self._stop.set()  # what still waits is committed at once
         self.pending.put(None)
         self.committer.join()
         super().close()
