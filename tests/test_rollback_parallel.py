@@ -14,6 +14,7 @@ import pytest
 from bridge.backup import content
 from bridge.backup.content import summarize
 from bridge.errors import InvalidInputError, RollbackError
+from bridge.rollback import export
 from bridge.rollback.cli import main as rollback_main
 from bridge.rollback.export import export_database
 from bridge.rollback.importer import import_export_dirs
@@ -61,13 +62,32 @@ def export_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def test_overlapped_export_writes_the_bytes_of_the_serial_export(auth_db, tmp_path):
+@pytest.mark.parametrize(
+    "batch_rows", [None, 1, 40], ids=["default-batches", "one-company-per-read", "batches-of-three"]
+)
+def test_overlapped_export_writes_the_bytes_of_the_serial_export(auth_db, tmp_path, monkeypatch, batch_rows):
     seed_all(auth_db)
+    if batch_rows is not None:  # the seven companies hold 16-21 rows each
+        monkeypatch.setattr(export, "BATCH_ROWS", batch_rows)
 
     run = export_database(auth_db.dsn, tmp_path / "out")
 
     assert run.verified and sorted(run.companies) == COMPANIES
     assert export_digest(tmp_path / "out") == GOLDEN_EXPORT_DIGEST
+
+
+def test_a_company_without_key_rows_inside_a_batch_gets_its_creds_alone(auth_db, tmp_path, monkeypatch):
+    for n, cid in enumerate(["a-1", "a-2", "a-3"], start=1):
+        creds, rows = synthetic_company(n, mix=MIX)
+        seed_company(auth_db.admin_dsn, cid, creds, [] if cid == "a-2" else rows)
+    one_read = export_database(auth_db.dsn, tmp_path / "one-read")
+    monkeypatch.setattr(export, "BATCH_ROWS", 1)
+    per_company = export_database(auth_db.dsn, tmp_path / "per-company")
+
+    assert os.listdir(tmp_path / "one-read" / "a-2") == ["creds.json"]
+    assert one_read.companies["a-2"].counts == {} and one_read.companies["a-3"].counts == MIX
+    assert export_digest(tmp_path / "one-read") == export_digest(tmp_path / "per-company")
+    assert per_company.companies["a-1"].files == one_read.companies["a-1"].files
 
 
 def test_shards_split_companies_by_id_alone():
