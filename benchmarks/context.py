@@ -3,15 +3,17 @@ the benches built lazily. The runner makes one per run; each section reads what 
 
 from __future__ import annotations
 
+import sys
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmarks.backup_bench import Backup, BackupBench
 from benchmarks.config import BenchConfig
 from benchmarks.data import CompanySet, Dataset
+from benchmarks.disk import filesystem_of, settle, window_s
 from benchmarks.export_bench import ExportBench
 from environment.env import Environment
 
@@ -81,8 +83,21 @@ class Context:
             bench = ExportBench(db.dsn, datasets, self.scratch / "export")
             bench.scratch.mkdir()
             bench.write_inputs()
+            self._settle(bench.scratch)
             self._export = bench
         return self._export
+
+    def _settle(self, path: Path) -> None:
+        """Before the first timed file creation: flush, and wait out ext4's recently-deleted window."""
+        fs = filesystem_of(path)
+        seconds, reason = window_s(fs)
+        if seconds and self.config.settle_disk:
+            print(
+                f"benchmarks: {reason}: waiting {seconds:.0f} s before the writers",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.details["disk"] = asdict(settle(path, wait=self.config.settle_disk))
 
     def backup_bench(self) -> BackupBench:
         """Buckets in both regions and a backup key, made once."""

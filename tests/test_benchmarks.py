@@ -147,6 +147,8 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
                 assert row["ratio"] > 0, row
         assert row["met"] in (True, False, None)
     assert latest["table"] in proc.stdout
+    disk = latest["details"]["disk"]  # the writers' filesystem, flushed; a smoke run does not wait
+    assert disk["fstype"] and disk["waited_s"] == 0 and disk["flush_s"] >= 0, disk
     _assert_floor_rows(latest, proc.stdout)
 
 

@@ -1,0 +1,123 @@
+"""Let the disk forget recent deletes before the rows that create files are timed.
+
+ext4 without a journal will not reuse an inode freed in the last 30 s (`recently_deleted` in the kernel's
+`find_inode_bit`; 30 s more while the inode table's block is dirty), and it checks every such inode it
+passes on the way. After a bulk delete (a previous bench's clean-up, a drill scenario's teardown, a build's
+temporary files), creating files in the same block groups is up to ten times slower for that half-minute
+(docs/BENCHMARKS.md). The export rows create tens of thousands of files, so a run that starts inside that
+window measures the window. `settle` flushes the filesystem (which cleans the inode tables) and waits the
+window out on such a filesystem; the bench deletes nothing until its export and growth rows are done.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge.rollback.folder import sync_filesystem
+
+RECENTLY_DELETED_S = 30.0  # the kernel's threshold once the inode table is clean (after the flush)
+MARGIN_S = 5.0
+MOUNTINFO = Path("/proc/self/mountinfo")
+EXT4_SYSFS = Path("/sys/fs/ext4")
+
+
+@dataclass(frozen=True)
+class Filesystem:
+    """The filesystem holding a path, as the kernel reports it."""
+
+    mount_point: str
+    fstype: str
+    source: str
+    journal: bool | None  # ext4 only: None when the kernel does not say
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What `settle` found and did, for the run's JSON."""
+
+    mount_point: str
+    fstype: str
+    source: str
+    journal: bool | None
+    flush_s: float
+    waited_s: float
+    reason: str
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as three octal digits."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mountinfo(text: str) -> list[tuple[str, str, str]]:
+    """(mount point, filesystem type, source) of every line of /proc/<pid>/mountinfo, in order."""
+    mounts = []
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            sep = fields.index("-")
+            mount_point, fstype, source = fields[4], fields[sep + 1], fields[sep + 2]
+        except (ValueError, IndexError):
+            raise ValueError(f"mountinfo line {number} is not in the kernel's format: {line!r}") from None
+        mounts.append((_unescape(mount_point), fstype, _unescape(source)))
+    return mounts
+
+
+def ext4_journal(source: str, sysfs: Path = EXT4_SYSFS) -> bool | None:
+    """Whether the ext4 filesystem on block device `source` has a journal; None if the kernel does not say.
+
+    /sys/fs/ext4/<device>/journal_task names the journal thread, or reads `<none>` without a journal.
+    """
+    device = os.path.basename(os.path.realpath(source)) if source.startswith("/") else source
+    try:
+        task = (sysfs / device / "journal_task").read_text().strip()
+    except OSError:
+        return None
+    return task != "<none>"
+
+
+def filesystem_of(path: Path, mountinfo: str | None = None, sysfs: Path = EXT4_SYSFS) -> Filesystem:
+    """The filesystem holding path: the last mount whose mount point is path or one of its parents."""
+    real = os.path.realpath(path)
+    text = MOUNTINFO.read_text() if mountinfo is None else mountinfo
+    holders = [
+        (mount_point, fstype, source)
+        for mount_point, fstype, source in parse_mountinfo(text)
+        if real == mount_point or real.startswith(mount_point.rstrip("/") + "/")
+    ]
+    if not holders:
+        raise ValueError(f"no mount in mountinfo holds {real}")
+    # The deepest mount point; of equal ones the last, which hides those mounted before it (a stable sort).
+    mount_point, fstype, source = sorted(holders, key=lambda m: len(m[0]))[-1]
+    journal = ext4_journal(source, sysfs) if fstype == "ext4" else None
+    return Filesystem(mount_point, fstype, source, journal)
+
+
+def window_s(fs: Filesystem) -> tuple[float, str]:
+    """How long to wait after the flush on this filesystem, and why."""
+    if fs.fstype != "ext4":
+        return 0.0, f"{fs.fstype} does not hold back recently freed inodes"
+    if fs.journal:
+        return 0.0, "ext4 with a journal does not hold back recently freed inodes"
+    why = "without a journal" if fs.journal is False else "that may have no journal (the kernel does not say)"
+    return RECENTLY_DELETED_S + MARGIN_S, f"ext4 {why} holds back inodes freed in the last 30 s"
+
+
+def settle(path: Path, *, wait: bool = True, sleep=time.sleep) -> Settled:
+    """Flush the filesystem holding path; on ext4 without a journal, wait out the recently-deleted window."""
+    fs = filesystem_of(path)
+    t0 = time.perf_counter()
+    sync_filesystem(path)
+    flush_s = time.perf_counter() - t0
+    seconds, reason = window_s(fs)
+    if seconds and not wait:
+        seconds, reason = 0.0, f"not waited (quick run): {reason}"
+    if seconds:
+        sleep(seconds)
+    return Settled(fs.mount_point, fs.fstype, fs.source, fs.journal, flush_s, seconds, reason)
