@@ -88,14 +88,12 @@ class Context:
         return self._export
 
     def _settle(self, path: Path) -> None:
-        """Before the first timed file creation: flush, and wait out ext4's recently-deleted window."""
-        fs = filesystem_of(path)
-        seconds, reason = window_s(fs)
-        if seconds and self.config.settle_disk:
+        """Before the first timed file creation: flush, wait out ext4's window, probe until steady."""
+        if self.config.settle_disk:
+            seconds, reason = window_s(filesystem_of(path))
+            wait = f"{reason}: waiting {seconds:.0f} s, then" if seconds else "disk flushed;"
             print(
-                f"benchmarks: {reason}: waiting {seconds:.0f} s before the writers",
-                file=sys.stderr,
-                flush=True,
+                f"benchmarks: {wait} creating files until their pace is steady", file=sys.stderr, flush=True
             )
         self.details["disk"] = asdict(settle(path, wait=self.config.settle_disk))
 

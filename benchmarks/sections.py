@@ -45,6 +45,16 @@ def _median_rate(samples: list[ExportSample]) -> float:
     return median([s.keys_per_s for s in samples])
 
 
+def _disk_note(ctx: Context) -> str:
+    """How the disk was settled before the first writer (benchmarks/disk.py), for the export rows' note."""
+    disk = ctx.details.get("disk")
+    if not disk or not disk["probes_s"]:
+        return ""
+    pace = ", ".join(f"{p:.2f}" for p in disk["probes_s"][-4:])
+    verdict = "steady" if disk["steady"] else "NOT steady: these rows measured an unsettled disk"
+    return f"; disk settled {disk['waited_s']:.0f} s before the writers (last probes {pace} s, {verdict})"
+
+
 def export_rows(ctx: Context) -> list[Row]:
     """Export throughput of the projection and of 200 companies, against raw writes and Baileys."""
     c = ctx.config
@@ -64,7 +74,7 @@ def export_rows(ctx: Context) -> list[Row]:
         note = (
             f"{_reps(len(ours))}{scaled}; ours {median([s.seconds for s in ours]):.2f} s = snapshot read + "
             "encode + write + one syncfs + re-read verify + manifests; Baileys does no fsync (one syncfs "
-            f"after it: +{median([s.extra['sync_s'] for s in baileys]):.2f} s)"
+            f"after it: +{median([s.extra['sync_s'] for s in baileys]):.2f} s){_disk_note(ctx)}"
         )
         detail = {"samples": [asdict(s) for s in (*ours, *raw, *baileys, *encoded)]}
         rows.append(

@@ -6,7 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.disk import RECENTLY_DELETED_S, Filesystem, filesystem_of, parse_mountinfo, settle, window_s
+from benchmarks.disk import (
+    PROBE_GAP_S,
+    RECENTLY_DELETED_S,
+    Filesystem,
+    filesystem_of,
+    parse_mountinfo,
+    probe_once,
+    settle,
+    steady,
+    window_s,
+)
 
 MOUNTINFO = """\
 22 27 0:21 / /proc rw,relatime - proc proc rw
@@ -62,14 +72,41 @@ def test_only_ext4_without_a_known_journal_is_waited_out(fs: Filesystem, wait: b
     assert fs.fstype in reason
 
 
-def test_settle_flushes_then_sleeps_the_window_or_records_that_it_did_not(tmp_path: Path) -> None:
+def test_settle_waits_the_window_then_probes_until_three_probes_agree(tmp_path: Path) -> None:
     fs = filesystem_of(tmp_path)
-    slept: list[float] = []
-    done = settle(tmp_path, sleep=slept.append)
     expected, _ = window_s(fs)
-    assert slept == ([expected] if expected else [])
-    assert done.waited_s == expected and done.fstype == fs.fstype and done.flush_s >= 0
-    quick = settle(tmp_path, wait=False, sleep=slept.append)
-    assert quick.waited_s == 0 and len(slept) == (1 if expected else 0)
-    if expected:
-        assert quick.reason.startswith("not waited (quick run)")
+    slept: list[float] = []
+    paces = iter([3.0, 1.4, 1.0, 1.1, 1.2, 9.9])  # slow after a delete, then steady
+    done = settle(tmp_path, sleep=slept.append, probe=lambda _: next(paces))
+    assert done.probes_s == [3.0, 1.4, 1.0, 1.1, 1.2] and done.steady is True
+    assert (
+        slept == [expected] * bool(expected) + [PROBE_GAP_S] * 4
+    )  # the window, then a gap after each unsteady probe
+    assert done.fstype == fs.fstype and done.flush_s >= 0 and done.waited_s >= 0
+
+
+def test_settle_gives_up_after_its_limit_and_says_the_disk_was_not_steady(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("benchmarks.disk.SETTLE_LIMIT_S", 0.0)
+    done = settle(tmp_path, sleep=lambda _: None, probe=lambda _: 5.0)
+    assert done.probes_s == [5.0] and done.steady is False
+
+
+def test_a_probe_creates_files_in_a_new_folder_and_keeps_them(tmp_path: Path) -> None:
+    assert probe_once(tmp_path, files=50) > 0
+    (folder,) = tmp_path.iterdir()
+    assert len(list(folder.iterdir())) == 50
+
+
+def test_steady_needs_three_probes_within_a_quarter_of_each_other() -> None:
+    assert not steady([1.0, 1.0])
+    assert steady([5.0, 1.0, 1.2, 1.25])
+    assert not steady([1.0, 1.0, 1.3])
+
+
+def test_a_quick_run_neither_waits_nor_probes(tmp_path: Path) -> None:
+    done = settle(tmp_path, wait=False, sleep=pytest.fail, probe=pytest.fail)
+    assert done.waited_s == 0 and done.probes_s == [] and done.steady is None
+    if window_s(filesystem_of(tmp_path))[0]:
+        assert done.reason.startswith("not waited (quick run)")
