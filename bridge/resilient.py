@@ -153,6 +153,11 @@ class ResilientStore:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._watch: threading.Thread | None = None
+        # The probe thread's recoveries hand the cache refresh to this thread: the next outage must not
+        # wait for a refresh (it asks the pool for connections that a dead database never gives).
+        self._refresher: threading.Thread | None = None
+        self._refresh_wanted = threading.Event()
+        self._refresh_epoch = 0  # the epoch of the latest recovery whose refresh is wanted
 
     @classmethod
     def from_config(
@@ -195,6 +200,8 @@ class ResilientStore:
         self._watch = threading.Thread(
             target=self._watch_survival_window, name="bridge-survival", daemon=True
         )
+        self._refresher = threading.Thread(target=self._refresh_loop, name="bridge-refresh", daemon=True)
+        self._refresher.start()
         self._thread.start()
         self._watch.start()
         return self
@@ -203,12 +210,17 @@ class ResilientStore:
         """Stop the probe thread, then close probe and store; safe to call twice."""
         thread, self._thread = self._thread, None
         watch, self._watch = self._watch, None
+        refresher, self._refresher = self._refresher, None
         self._stop.set()
+        self._refresh_wanted.set()  # wake the refresher so that it sees the stop
         try:
             if watch is not None:
                 watch.join()
             if thread is not None:
                 thread.join()
+            if refresher is not None:
+                refresher.join()  # a refresh under way ends within the store's deadlines
+            if thread is not None:
                 self.events.emit(STOPPED, self.clock.monotonic())
         finally:
             try:
@@ -223,13 +235,33 @@ class ResilientStore:
         self.close()
 
     def _probe_loop(self) -> None:
-        """Probe at once, then every probe_interval_s until close()."""
+        """Probe at once, then every probe_interval_s until close(); recoveries refresh in the background."""
         while not self._stop.is_set():
             try:
-                self.probe_once()
+                self._probe(self._request_refresh)
             except Exception:  # the probe thread must outlive any single bad probe; the log says why
                 log.exception("bridge probe failed unexpectedly")
             self._stop.wait(self.probe_interval_s)
+
+    def _request_refresh(self, epoch: int) -> None:
+        """Hand the refresh after the recovery of `epoch` to the refresher (requests made meanwhile merge)."""
+        with self._lock:
+            self._refresh_epoch = epoch
+        self._refresh_wanted.set()
+
+    def _refresh_loop(self) -> None:
+        """Refresh the cache after each recovery the probe thread hands over, until close()."""
+        while True:
+            self._refresh_wanted.wait()
+            if self._stop.is_set():
+                return
+            self._refresh_wanted.clear()
+            with self._lock:
+                epoch = self._refresh_epoch
+            try:
+                self._refresh(epoch)
+            except Exception:  # like the probe thread, this one must outlive a bad refresh
+                log.exception("bridge cache refresh failed unexpectedly")
 
     def _watch_survival_window(self) -> None:
         """Escalate on time even while a probe hangs (a failing connect blocks it for the connect timeout)."""
@@ -271,7 +303,14 @@ class ResilientStore:
         return self._last_probe_error
 
     def probe_once(self) -> BridgeState:
-        """Probe the database once and apply the result: degrade, escalate or recover; return the state."""
+        """Probe the database once and apply the result: degrade, escalate or recover; return the state.
+
+        After a recovery the cache is refreshed before this returns (the probe thread does not wait for it).
+        """
+        return self._probe(self._refresh)
+
+    def _probe(self, refresh: Callable[[int], None]) -> BridgeState:
+        """probe_once, with what to do with the refresh after a recovery: run it, or hand it over."""
         with self._probe_lock:
             try:
                 latency = self.probe.check()
@@ -285,7 +324,7 @@ class ResilientStore:
             self._last_probe_error = None
             self._failures = 0
             if self._state is not BridgeState.HEALTHY:
-                self._recover()
+                refresh(self._recover())
             return self._state
 
     def _on_failure(self, exc: DatabaseUnavailableError, epoch: int | None = None) -> None:
@@ -360,13 +399,12 @@ class ResilientStore:
                     reason=self._reason,
                 )
 
-    def _recover(self) -> None:
-        """degraded/unavailable -> healthy as soon as the database answers, then refresh the cache from it.
+    def _recover(self) -> int:
+        """degraded/unavailable -> healthy as soon as the database answers; return the new epoch.
 
         From the switch on, reads go to the database and writes are accepted: no session waits for the
-        refresh, which takes seconds for tens of thousands of keys and only prepares the cache for the
-        next outage. The database wins: the refresh replaces what the cache held, and it is applied only
-        once complete, so an outage in its middle leaves the cache as it was (then CACHE_REFRESHED).
+        refresh that follows (_refresh), which takes seconds for tens of thousands of keys and only
+        prepares the cache for the next outage.
         """
         with self._lock:
             now = self.clock.monotonic()
@@ -379,6 +417,15 @@ class ResilientStore:
             self.events.emit(RECOVERED, now, outage_s=outage_s, from_state=previous)
             if self.monitor is not None:
                 self.monitor.observe_outage(False)
+        return epoch
+
+    def _refresh(self, epoch: int) -> None:
+        """Refresh the cache from the database after the recovery of `epoch` (then CACHE_REFRESHED).
+
+        The database wins: the refresh replaces what the cache held, and it is applied only once complete,
+        so an outage in its middle leaves the cache as it was. A failure that says the database is down
+        again counts as one of the new outage's, unless another recovery came meanwhile.
+        """
         try:
             refreshed = self._refresh_cache()
         except DatabaseUnavailableError as exc:  # down again: that is a new outage

@@ -267,6 +267,42 @@ def test_bridge_returns_to_healthy_by_itself_when_database_comes_back(
         assert bridge.get_creds(COMPANY) == {**CREDS, "nextPreKeyId": 61}
 
 
+def test_an_outage_during_the_refresh_after_a_recovery_is_detected_without_waiting_for_it(
+    auth_db: Any, profile: Any, faults: FaultSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe thread hands the refresh after a recovery to another thread. A refresh that is held up,
+    as one is when the database goes away in its middle and the pool waits for a connection, must not
+    hold up the probe: the next outage is detected while the refresh still waits."""
+    entered, release = threading.Event(), threading.Event()
+    refresh_cache = ResilientStore._refresh_cache
+
+    def held_refresh(self: ResilientStore) -> dict[str, int]:
+        entered.set()
+        release.wait(timeout=300)  # bounded: a failing test must still end
+        return refresh_cache(self)
+
+    monkeypatch.setattr(ResilientStore, "_refresh_cache", held_refresh)
+    patience = 20 * profile.probe_interval_s + 4 * profile.connect_timeout_s + 5
+    with ResilientStore.from_config(make_config(auth_db, profile)) as bridge:  # real clock, probe thread on
+        refresher = bridge._refresher
+        bridge.save_creds(COMPANY, CREDS)
+        mark = len(bridge.events)
+        with faults.proxy_down(auth_db.proxy):
+            bridge.events.wait_for(DEGRADED, timeout_s=patience, after=mark)
+        bridge.events.wait_for(RECOVERED, timeout_s=patience, after=mark)
+        assert entered.wait(timeout=patience), "no cache refresh began after the recovery"
+        mark = len(bridge.events)
+        try:
+            with faults.proxy_down(auth_db.proxy):
+                # The refresh is still held: only a probe that does not wait for it can see this outage.
+                bridge.events.wait_for(DEGRADED, timeout_s=patience, after=mark)
+        finally:
+            release.set()
+        bridge.events.wait_for(CACHE_REFRESHED, timeout_s=patience, after=mark)
+        assert bridge.get_creds(COMPANY) == CREDS
+    assert refresher is not None and not refresher.is_alive()  # close() stopped the refresher
+
+
 def test_database_wins_when_the_cache_is_refreshed_after_recovery(
     bridge: ResilientStore, clock: ManualClock, faults: FaultSession, auth_db: Any, admin: psycopg.Connection
 ) -> None:

@@ -69,10 +69,11 @@ class AppliesRefusedWritesLater(ResilientStore):
             self.refused.append(apply)
         return super()._write(company_id, what, values, apply)
 
-    def _recover(self) -> None:
-        super()._recover()
+    def _recover(self) -> int:
+        epoch = super()._recover()
         while self.state is BridgeState.HEALTHY and self.refused:
             self.refused.pop(0)()
+        return epoch
 
 
 class TTLNotEnforced(ResilientStore):

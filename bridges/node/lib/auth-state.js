@@ -69,6 +69,7 @@ export class AuthBridge extends EventEmitter {
     this.epoch = 0 // recoveries so far: a failure of a call begun in an earlier epoch is old news
     this.writeChains = new Map() // company -> promise: one company's writes in commit order
     this.probing = null
+    this.refreshing = Promise.resolve() // the probe loop's refreshes, one after another
     this.timers = []
     this.stopped = false
   }
@@ -93,7 +94,8 @@ export class AuthBridge extends EventEmitter {
     this.emitEvent('started', { target: this.store.target })
     const loop = async () => {
       if (this.stopped) return
-      await this.probeOnce().catch(() => {})
+      // The loop hands the refresh after a recovery to the background: the next outage must not wait for it.
+      await this.probeOnce({ background: true }).catch(() => {})
       if (!this.stopped) this.timers[0] = setTimeout(loop, this.config.probe_interval_s * 1000)
     }
     const watch = () => {
@@ -111,6 +113,7 @@ export class AuthBridge extends EventEmitter {
     this.stopped = true
     this.timers.forEach(clearTimeout)
     await this.probing?.catch(() => {})
+    await this.refreshing
     if (started) this.emitEvent('stopped')
     await this.probe.close()
     await this.store.close()
@@ -127,14 +130,15 @@ export class AuthBridge extends EventEmitter {
   // -- state ------------------------------------------------------------------------------------------
 
   // Probe once and apply the result: degrade, escalate or recover; one probe (and one recovery) at a time.
-  probeOnce () {
+  // After a recovery the cache is refreshed before the promise resolves, unless background is set.
+  probeOnce ({ background = false } = {}) {
     if (!this.probing) {
-      this.probing = this.runProbe().finally(() => { this.probing = null })
+      this.probing = this.runProbe(background).finally(() => { this.probing = null })
     }
     return this.probing
   }
 
-  async runProbe () {
+  async runProbe (background) {
     try {
       const seconds = await this.probe.check()
       this.monitor.observeQuery('probe', seconds)
@@ -146,7 +150,14 @@ export class AuthBridge extends EventEmitter {
     }
     this.lastProbeError = null
     this.failures = 0
-    if (this.state !== HEALTHY) await this.recover()
+    if (this.state !== HEALTHY) {
+      const epoch = this.recover()
+      if (background) {
+        this.refreshing = this.refreshing.then(() => this.refresh(epoch))
+      } else {
+        await this.refresh(epoch)
+      }
+    }
     return this.state
   }
 
@@ -176,8 +187,8 @@ export class AuthBridge extends EventEmitter {
     }
   }
 
-  // Back to healthy as soon as the database answers; then refresh the cache from it (the database wins).
-  async recover () {
+  // Back to healthy as soon as the database answers; return the new epoch. The refresh follows.
+  recover () {
     const outageS = this.since !== null ? this.clock.monotonic() - this.since : 0
     const previous = this.state
     this.state = HEALTHY
@@ -185,6 +196,12 @@ export class AuthBridge extends EventEmitter {
     this.since = this.sinceWall = this.reason = null
     this.emitEvent('recovered', { outage_s: outageS, from_state: previous })
     this.monitor.observeOutage(false)
+    return epoch
+  }
+
+  // Refresh the cache from the database after the recovery of epoch (the database wins); never rejects.
+  async refresh (epoch) {
+    if (this.stopped) return
     try {
       this.emitEvent('cache_refreshed', await this.refreshCache())
     } catch (err) {
