@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from bridge.errors import InvalidInputError
 from bridge.ids import KEY_TYPES  # the six types of Baileys 6.7.x, the only ones 6.7.24 reads
 
@@ -11,6 +13,7 @@ __all__ = [
     "REQUIRED_CREDS_FIELDS",
     "file_name",
     "fix_file_name",
+    "key_type_of",
     "missing_creds_fields",
     "split_file_name",
 ]
@@ -38,6 +41,8 @@ MAX_FILE_NAME_BYTES = 255
 
 # Longest first, so "sender-key-memory-X" never splits as ("sender-key", "memory-X").
 _TYPES_LONGEST_FIRST = tuple(sorted(KEY_TYPES, key=len, reverse=True))
+# The key type a key file name starts with, longest first ("sender-key-memory-..." is not a "sender-key").
+_TYPE_PREFIX = re.compile("(" + "|".join(re.escape(t) for t in _TYPES_LONGEST_FIRST) + r")-.")
 
 
 def fix_file_name(name: str) -> str:
@@ -69,6 +74,15 @@ def file_name(key_type: str, key_id: str) -> str:
 def missing_creds_fields(creds: dict[str, object]) -> list[str]:
     """Return the required creds fields that are absent or null, in initAuthCreds order."""
     return [f for f in REQUIRED_CREDS_FIELDS if creds.get(f) is None]
+
+
+def key_type_of(name: str) -> str | None:
+    """The key type of a key file name by its prefix alone, as split_file_name finds it; None for creds.json
+    or a name that starts with no known type. The id is not checked: for counting names already checked."""
+    if name == CREDS_FILE:
+        return None
+    match = _TYPE_PREFIX.match(name)
+    return match.group(1) if match else None
 
 
 def split_file_name(name: str) -> tuple[str, str]:

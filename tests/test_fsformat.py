@@ -131,3 +131,15 @@ def test_every_baileys_shaped_id_round_trips_through_its_file_name(type_and_id):
     name = fsformat.file_name(key_type, key_id)
     assert ":" not in name and "/" not in name
     assert fsformat.split_file_name(name) == (key_type, key_id)
+
+
+@given(st.sampled_from(fsformat.KEY_TYPES).flatmap(lambda t: st.tuples(st.just(t), IDS_BY_TYPE[t])))
+def test_key_type_of_agrees_with_split_file_name(type_and_id):
+    name = fsformat.file_name(*type_and_id)
+    assert fsformat.key_type_of(name) == fsformat.split_file_name(name)[0] == type_and_id[0]
+
+
+def test_key_type_of_is_none_for_creds_and_unknown_prefixes():
+    assert fsformat.key_type_of(fsformat.CREDS_FILE) is None
+    assert fsformat.key_type_of("pre-keys-1.json") is None
+    assert fsformat.key_type_of("sender-key-memory-x.json") == "sender-key-memory"

@@ -63,6 +63,11 @@ def encode_file(value: Any, *, parsed: bool = False) -> bytes:
     raw = codec.fast_dumps(value, parsed=parsed)
     if raw is not None and b'"Buffer"' not in raw and b'"buffer"' not in raw:
         return raw
+    return _encode_revived(value)
+
+
+def _encode_revived(value: Any) -> bytes:
+    """The full path of encode_file: every Buffer revived to bytes, then written in the canonical form."""
     # revive first so that array-form or {"buffer":true} Buffers are rewritten in the canonical base64 form;
     # then the C encoder writes the bytes as Buffer objects, json.dumps' text where it can differ.
     revived = codec.revive(value)

@@ -176,7 +176,9 @@ class ExportWriter:
                     )
             if fsformat.CREDS_FILE not in on_disk:
                 problems.append(f"{cid}: creds.json is missing")
-            counts = Counter(fsformat.split_file_name(n)[0] for n in on_disk if n != fsformat.CREDS_FILE)
+            # By prefix: a name that file_name did not make is reported above, as unexpected.
+            counts = Counter(map(fsformat.key_type_of, on_disk))
+            del counts[None]  # creds.json
             skipped = Counter(s.key_type for s in company.skipped)
             expected = {t: n - skipped.get(t, 0) for t, n in expected_counts.get(cid, {}).items()}
             expected = {t: n for t, n in expected.items() if n}
