@@ -8,7 +8,7 @@ heal start (the recovery includes the cache refresh the bridge does before it ac
 Each outage also records what could stall the probe in its detection window: the garbage collector's
 pauses (gc.callbacks; a collection stops every thread of the process) and the probe thread's run-queue
 wait (/proc schedstat: time it was runnable but had no CPU), with the probe's failure reason and whether
-the outage began while the probe thread was still refreshing the cache after the previous recovery.
+the outage began while the bridge was still refreshing its cache after the previous recovery.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class DetectResult:
         )
         return (
             f"; slowest: {'; '.join(parts)}; during all outages {over_all}; {in_refresh} of "
-            f"{len(self.windows)} outages began while the probe thread was still refreshing the cache after "
+            f"{len(self.windows)} outages began while the bridge was still refreshing its cache after "
             f"the previous recovery{took}"
         )
 

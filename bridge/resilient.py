@@ -195,6 +195,7 @@ class ResilientStore:
         if self._thread is not None:
             raise RuntimeError("bridge already started")
         self._stop.clear()
+        self._refresh_wanted.clear()  # close() set it to wake the last refresher
         self.events.emit(STARTED, self.clock.monotonic(), target=str(self.store.info))
         self._thread = threading.Thread(target=self._probe_loop, name="bridge-probe", daemon=True)
         self._watch = threading.Thread(
