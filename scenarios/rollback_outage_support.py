@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bridge.errors import BridgeError
 from bridge.events import DEGRADED, RECOVERED, UNAVAILABLE, BridgeEvent
 from bridge.resilient import BridgeState
 from bridge.rollback.baileys_check import check_export_dir, validate_folder
@@ -196,7 +197,12 @@ def _roll_back_both_ways(
         path = ExportPath("cache-only", root / "cache-only", started=clock())
         # The bridge writes its own cache in Baileys' layout (export.cache): the twin with Baileys' own
         # useMultiFileAuthState, the Python bridge with its exporter.
-        written = bridge.export_cache(path.out, include_expired=True)
+        try:
+            written = bridge.export_cache(path.out, include_expired=True)
+        except BridgeError as exc:
+            # The bridge refused (say, no company it could export): this path failed, and its claims say
+            # so with the bridge's words, instead of the scenario stopping on the exception.
+            written = {"companies": [], "files": 0, "missing": {}, "refused": f"{type(exc).__name__}: {exc}"}
         path.written = clock()
         _check_cache_export(path, written)  # the database cannot be read: the files against the bridge's word
         path.verified = clock()
@@ -229,6 +235,7 @@ def _check_cache_export(path: ExportPath, written: dict[str, Any]) -> None:
         "companies": {c: {} for c in written.get("companies", [])},
         "missing_companies": dict(written.get("missing") or {}),
         "files": written.get("files"),
+        **({"refused": written["refused"]} if written.get("refused") else {}),
     }
     for company in path.manifest["companies"]:
         report = validate_folder(path.out / company)
@@ -273,7 +280,7 @@ def _rollback_claims(
             checked += n
         # The full export's manifest is the suite's exporter's; the cache-only one is the bridge's answer.
         marks = (
-            []
+            ([f"export.cache refused: {manifest['refused']}"] if manifest.get("refused") else [])
             if partial
             else [
                 *([] if manifest.get("verified") else ["manifest not verified"]),

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bridge.errors import RollbackError
 from bridge.monitored import MonitoredStore
 from chaos.checkers import CLAIM_VIOLATED
 from chaos.profiles import Profile
@@ -92,6 +93,25 @@ class ExportLeavesOutExpired(MonitoredStore):
 
     def export_cache(self, out_dir: str | Path, *, include_expired: bool = False) -> dict[str, Any]:
         return super().export_cache(out_dir, include_expired=False)
+
+
+class ExportRefused(MonitoredStore):
+    """Refuses export.cache outright, as the exporter does when it finds no company it can write."""
+
+    def export_cache(self, out_dir: str | Path, *, include_expired: bool = False) -> dict[str, Any]:
+        raise RollbackError(
+            "export from cache: no company could be exported: {'rto-00': 'creds are not in the cache'}"
+        )
+
+
+def test_rollback_scenario_fails_naming_the_claim_when_the_bridge_refuses_to_export(
+    dr: DR, auth_db: Any, faults: FaultSession, profile: Profile, tmp_path: Path
+) -> None:
+    with pytest.raises(AssertionError) as failure:
+        run_rollback_outage(dr, auth_db, faults, profile, tmp_path, ExportRefused)
+    _fails_naming(failure, "cache-only export written by the bridge (export.cache)")
+    assert "export.cache refused: RollbackError: export from cache" in str(failure.value), str(failure.value)
+    assert not faults.active, f"faults left active: {faults.active}"
 
 
 def test_rollback_scenario_fails_when_the_bridge_exports_nothing_past_the_ttl(
