@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import time
 from collections.abc import Iterator
@@ -72,6 +73,19 @@ def _environment(config: BenchConfig, details: dict[str, Any]) -> tuple[Environm
     raise ValueError(f"bringup_reps must be at least 1, got {reps}")
 
 
+def _freeze_heap(details: dict[str, Any], section: int) -> None:
+    """Move everything the bench holds so far (data sets, samples, earlier rows' files) out of the
+    collector's sight before a section is timed (gc.freeze).
+
+    The paths under test run in this process: without it each of their full collections would also scan
+    the bench's own heap, which no bridge carries. set_keys(100) measured 1.65-1.74 x its SQL floor after
+    the export rows and 1.31-1.36 x in a run of row 2 alone, the same code.
+    """
+    gc.collect()
+    gc.freeze()
+    details.setdefault("gc_frozen_objects", {})[section] = gc.get_freeze_count()
+
+
 def run(config: BenchConfig) -> tuple[list[Row], dict[str, Any]]:
     """Run the selected rows; return them and the JSON document (rows, samples, configuration, machine)."""
     started = time.time()
@@ -90,6 +104,7 @@ def run(config: BenchConfig) -> tuple[list[Row], dict[str, Any]]:
             # The rows that create files first, back to back; then the others. The table sorts them.
             for section in (1, 6, 2, 3, 4, 7):
                 if section in config.rows:
+                    _freeze_heap(details, section)
                     t0 = time.perf_counter()
                     rows += SECTIONS[section](ctx)
                     details.setdefault("section_s", {})[section] = time.perf_counter() - t0
