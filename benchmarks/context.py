@@ -13,7 +13,7 @@ from typing import Any
 from benchmarks.backup_bench import Backup, BackupBench
 from benchmarks.config import BenchConfig
 from benchmarks.data import CompanySet, Dataset
-from benchmarks.disk import filesystem_of, settle, window_s
+from benchmarks.disk import settle
 from benchmarks.export_bench import ExportBench
 from environment.env import Environment
 
@@ -89,13 +89,11 @@ class Context:
 
     def _settle(self, path: Path) -> None:
         """Before the first timed file creation: flush, wait out ext4's window, probe until steady."""
-        if self.config.settle_disk:
-            seconds, reason = window_s(filesystem_of(path))
-            wait = f"{reason}: waiting {seconds:.0f} s, then" if seconds else "disk flushed;"
-            print(
-                f"benchmarks: {wait} creating files until their pace is steady", file=sys.stderr, flush=True
-            )
-        self.details["disk"] = asdict(settle(path, wait=self.config.settle_disk))
+
+        def announce(text: str) -> None:
+            print(f"benchmarks: {text}", file=sys.stderr, flush=True)
+
+        self.details["disk"] = asdict(settle(path, wait=self.config.settle_disk, announce=announce))
 
     def backup_bench(self) -> BackupBench:
         """Buckets in both regions and a backup key, made once."""

@@ -152,6 +152,7 @@ def settle(
     wait: bool = True,
     sleep: Callable[[float], None] = time.sleep,
     probe: Callable[[Path], float] = probe_once,
+    announce: Callable[[str], None] | None = None,
 ) -> Settled:
     """Flush the filesystem holding path, wait out ext4's recently-deleted window where it applies, then
     create files in bursts until their pace is steady (or SETTLE_LIMIT_S has passed: recorded, not hidden).
@@ -159,6 +160,7 @@ def settle(
     The window is the kernel's rule; the probes catch what it does not cover. On this machine a bench that
     followed another one's clean-up (800,000 files deleted, on a filesystem mounted with `discard`) still
     created files two to three times slower 35 s after the flush, for tens of seconds more.
+    announce, if given, is told what the wait will be before it begins.
     """
     fs = filesystem_of(path)
     t0 = time.perf_counter()
@@ -168,6 +170,9 @@ def settle(
     if not wait:
         note = f"not waited (quick run): {reason}" if seconds else reason
         return Settled(fs.mount_point, fs.fstype, fs.source, fs.journal, flush_s, 0.0, note, [], None)
+    if announce is not None:
+        wait = f"{reason}: waiting {seconds:.0f} s, then" if seconds else "disk flushed;"
+        announce(f"{wait} creating files until their pace is steady")
     started = time.perf_counter()
     if seconds:
         sleep(seconds)

@@ -215,12 +215,13 @@ class ResilientStore:
         self._stop.set()
         self._refresh_wanted.set()  # wake the refresher so that it sees the stop
         try:
-            if watch is not None:
-                watch.join()
-            if thread is not None:
-                thread.join()
-            if refresher is not None:
-                refresher.join()  # a refresh under way ends within the store's deadlines
+            for started in (
+                watch,
+                thread,
+                refresher,
+            ):  # a refresh under way ends within the store's deadlines
+                if started is not None:
+                    started.join()
             if thread is not None:
                 self.events.emit(STOPPED, self.clock.monotonic())
         finally:

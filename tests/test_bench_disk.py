@@ -77,8 +77,10 @@ def test_settle_waits_the_window_then_probes_until_three_probes_agree(tmp_path: 
     expected, _ = window_s(fs)
     slept: list[float] = []
     paces = iter([3.0, 1.4, 1.0, 1.1, 1.2, 9.9])  # slow after a delete, then steady
-    done = settle(tmp_path, sleep=slept.append, probe=lambda _: next(paces))
+    said: list[str] = []
+    done = settle(tmp_path, sleep=slept.append, probe=lambda _: next(paces), announce=said.append)
     assert done.probes_s == [3.0, 1.4, 1.0, 1.1, 1.2] and done.steady is True
+    assert len(said) == 1 and said[0].endswith("creating files until their pace is steady"), said
     assert (
         slept == [expected] * bool(expected) + [PROBE_GAP_S] * 4
     )  # the window, then a gap after each unsteady probe
