@@ -28,7 +28,8 @@ from benchmarks.data import CompanySet, Dataset, read_folder_files
 from bridge import codec
 from bridge.rollback import export_database
 from bridge.rollback.baileys_check import PROJECT_ROOT, node_command
-from bridge.rollback.folder import encode_file, hash_folder, sync_filesystem
+from bridge.rollback.filewriter import hash_folder
+from bridge.rollback.folder import encode_file, sync_filesystem
 
 BAILEYS_SCRIPT = Path(__file__).resolve().parent / "baileys_keys_set.js"
 FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC

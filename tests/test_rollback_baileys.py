@@ -19,7 +19,8 @@ from bridge.rollback.baileys_check import (
     validate_folder,
 )
 from bridge.rollback.export import export_database
-from bridge.rollback.folder import encode_file, write_folder
+from bridge.rollback.filewriter import write_folder
+from bridge.rollback.folder import encode_file
 from bridge.rollback.importer import import_company_folder
 from bridge.store import PgAuthStore
 from chaos import datagen

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import signal
 import stat
 from pathlib import Path
 
@@ -14,7 +15,6 @@ import pytest
 
 from bridge import codec, fsformat
 from bridge.errors import InvalidInputError, RollbackError
-from bridge.rollback import folder as folder_module
 from bridge.rollback import writer as writer_module
 from bridge.rollback.export import InvalidRowsError, export_database, export_from_cache
 from bridge.rollback.manifest import CompanySnapshot
@@ -218,33 +218,54 @@ def test_export_on_a_full_disk_fails_with_enospc_and_leaves_nothing(auth_db, tmp
         mount.__exit__(None, None, None)
 
 
-class _FullDisk:
-    """Stands in for the os module inside bridge.rollback.folder: os.write fails with ENOSPC after n calls."""
+def test_enospc_in_the_file_writer_process_midway_removes_every_temp_folder(auth_db, tmp_path, monkeypatch):
+    seed(auth_db, "acme", 1)
+    seed(auth_db, "beta", 2)
+    # A tmpfs that holds acme's folder and five more pages: the child process runs out of space inside beta.
+    sized = export_database(auth_db.dsn, tmp_path / "sizes")
+    acme = tmp_path / "sizes" / "acme"
+    pages = sum(-(-(acme / name).stat().st_size // 4096) for name in sized.companies["acme"].files)
+    sent = []
+    real_add = writer_module.ExportWriter.add_company
 
-    def __init__(self, after: int) -> None:
-        self.left = after
+    def add_and_count(self, files, manifest):
+        real_add(self, files, manifest)
+        sent.append(files.company_id)
 
-    def write(self, fd: int, data: memoryview) -> int:
-        if self.left <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self.left -= 1
-        return os.write(fd, data)
+    monkeypatch.setattr(writer_module.ExportWriter, "add_company", add_and_count)
+    try:
+        mount = mounted_tmpfs(tmp_path / "small", size=str((pages + 5) * 4096))
+        root = mount.__enter__()
+    except PermissionError as exc:
+        pytest.skip(str(exc))
+    try:
+        with pytest.raises(RollbackError, match=r"No space left on device at .*/export/\.tmp-.*\(ENOSPC\)"):
+            export_database(auth_db.dsn, root / "export")
+        assert sent == ["acme", "beta"]
+        assert not (root / "export").exists() or os.listdir(root / "export") == []
+    finally:
+        mount.__exit__(None, None, None)
 
-    def __getattr__(self, name: str):
-        return getattr(os, name)
 
-
-def test_injected_enospc_midway_removes_every_temp_folder(auth_db, tmp_path, monkeypatch):
+def test_a_killed_file_writer_process_fails_the_export_and_leaves_nothing(auth_db, tmp_path, monkeypatch):
     seed(auth_db, "acme", 1)
     seed(auth_db, "beta", 2)
     out = tmp_path / "export"
-    out.mkdir()
-    monkeypatch.setattr(folder_module, "os", _FullDisk(after=sum(SMALL_MIX.values()) + 5))  # inside beta
+    real_add = writer_module.ExportWriter.add_company
+    killed = []
 
-    with pytest.raises(RollbackError, match="ENOSPC"):
+    def add_then_kill_the_child(self, files, manifest):
+        real_add(self, files, manifest)
+        if not killed:  # after acme was sent; beta's write finds the child gone
+            os.kill(self.child.pid, signal.SIGKILL)
+            killed.append(os.waitid(os.P_PID, self.child.pid, os.WEXITED | os.WNOWAIT))
+
+    monkeypatch.setattr(writer_module.ExportWriter, "add_company", add_then_kill_the_child)
+    with pytest.raises(RollbackError, match=r"file writer process \(pid \d+\) failed: .*killed by signal 9"):
         export_database(auth_db.dsn, out)
 
-    assert os.listdir(out) == []
+    assert killed
+    assert not out.exists()  # the export created it, and its abort removed it with the temp folders
 
 
 def test_failure_while_renaming_puts_previous_folders_back(auth_db, tmp_path, monkeypatch):

@@ -63,7 +63,8 @@ def export_database(
 ) -> RunManifest:
     """Export every company (or the given ones, or one shard's) from one snapshot into DIR/<company_id>/.
 
-    A reader thread fetches the next companies from PostgreSQL while this one encodes and writes.
+    Three things run at once: a reader thread fetches the next companies from PostgreSQL, this thread
+    parses and encodes them, and the writer's child process creates the files (`ExportWriter`).
     """
     wanted = _validated(companies)
     run = RunManifest(run_id=_run_id(), started_at=utc_now(), source={"kind": "database", **source_info(dsn)})
@@ -243,7 +244,7 @@ def _read_ahead(
     """Yield (company, creds, key rows, read seconds) in order; a thread reads up to READ_AHEAD batches ahead.
 
     The connection belongs to the reader thread until this generator ends. While the server runs one
-    batch's queries on the other core, this thread encodes and writes the previous one; psycopg waits for
+    batch's queries on the other core, this thread encodes the previous one; psycopg waits for
     the server without the GIL. A reader error is raised here, in the caller's thread.
     """
     ready: queue.Queue[Any] = queue.Queue(maxsize=READ_AHEAD)
@@ -290,8 +291,9 @@ def _read_batch(conn: psycopg.Connection, batch: list[str]) -> list[tuple[str, A
         conn.execute("SELECT company_id, creds FROM whatsapp_auth WHERE company_id = ANY(%s)", (batch,))
     )
     by_company: dict[str, list[Any]] = {cid: [] for cid in batch}
-    # Values as text, parsed by the writing thread: a reader busy parsing would hold the GIL each time the
-    # writer returns from one of its many short system calls.
+    # Values as text, parsed by the encoding thread: parsing here would only move work between two threads
+    # of one interpreter, and it held the GIL each time the writer (then in this process) returned from one
+    # of its many short system calls.
     for cid, group in itertools.groupby(
         conn.execute(
             "SELECT company_id, key_type, key_id, value::text FROM whatsapp_keys "

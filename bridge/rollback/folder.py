@@ -5,22 +5,20 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
-import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bridge import codec, fsformat, ids
 from bridge.errors import CodecError, InvalidInputError, RollbackError
+from bridge.rollback.filewriter import write_new_file
 from bridge.rollback.manifest import COMPANY_MANIFEST_SUFFIX, RUN_MANIFEST
 
 # NAME_MAX is 255 bytes; "<id>.manifest.json" must still fit.
 MAX_COMPANY_ID_BYTES = 240
-FILE_MODE = 0o600
 DIR_MODE = 0o700
 TEMP_PREFIX = ".tmp-"
 OLD_PREFIX = ".old-"
@@ -72,51 +70,6 @@ def _encode_revived(value: Any) -> bytes:
     # then the C encoder writes the bytes as Buffer objects, json.dumps' text where it can differ.
     revived = codec.revive(value)
     return codec.fast_dumps(revived) or codec.dumps(revived).encode("utf-8")
-
-
-def sha256_hex(data: bytes) -> str:
-    """Return the hex SHA256 of data."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def write_new_file(path: str | Path, data: bytes) -> None:
-    """Create path (which must not exist) with mode 0600 and write data; no fsync, one sync comes last."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-    finally:
-        os.close(fd)
-
-
-def write_folder(folder: Path, creds: bytes, key_files: Iterable[tuple[str, bytes]]) -> dict[str, str]:
-    """Write key files, then creds.json atomically (temp + rename), into an existing empty folder.
-
-    Returns the SHA256 of every file by name. Raises OSError as is; the caller owns cleanup.
-    """
-    hashes: dict[str, str] = {}
-    base = os.fspath(folder)  # plain strings: a Path per file costs more than its write (profiled)
-    for name, data in key_files:
-        write_new_file(os.path.join(base, name), data)
-        hashes[name] = sha256_hex(data)
-    tmp = folder / f"{fsformat.CREDS_FILE}.tmp"
-    write_new_file(tmp, creds)
-    os.rename(tmp, folder / fsformat.CREDS_FILE)
-    hashes[fsformat.CREDS_FILE] = sha256_hex(creds)
-    return hashes
-
-
-def hash_folder(folder: Path) -> dict[str, str]:
-    """Return the SHA256 of every regular file in folder by name (the re-read step of the export)."""
-    return {entry.name: sha256_hex(_read(entry.path)) for entry in os.scandir(folder) if entry.is_file()}
-
-
-def _read(path: str) -> bytes:
-    """Return a whole file's bytes (unbuffered: one open, one read, no Path object)."""
-    with open(path, "rb", buffering=0) as fh:
-        return fh.read()
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
