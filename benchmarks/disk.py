@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.rollback.filewriter import write_new_file
 from bridge.rollback.folder import sync_filesystem
 
 RECENTLY_DELETED_S = 30.0  # the kernel's threshold once the inode table is clean (after the flush)
@@ -130,12 +131,9 @@ def probe_once(root: Path, files: int = PROBE_FILES) -> float:
     data = b"x" * 1024
     t0 = time.perf_counter()
     os.mkdir(folder, 0o700)
+    base = os.fspath(folder)
     for i in range(files):
-        fd = os.open(folder / f"f{i}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
+        write_new_file(os.path.join(base, f"f{i}.json"), data)
     sync_filesystem(folder)
     return time.perf_counter() - t0
 
@@ -171,8 +169,8 @@ def settle(
         note = f"not waited (quick run): {reason}" if seconds else reason
         return Settled(fs.mount_point, fs.fstype, fs.source, fs.journal, flush_s, 0.0, note, [], None)
     if announce is not None:
-        wait = f"{reason}: waiting {seconds:.0f} s, then" if seconds else "disk flushed;"
-        announce(f"{wait} creating files until their pace is steady")
+        first = f"{reason}: waiting {seconds:.0f} s, then" if seconds else "disk flushed;"
+        announce(f"{first} creating files until their pace is steady")
     started = time.perf_counter()
     if seconds:
         sleep(seconds)

@@ -215,11 +215,8 @@ class ResilientStore:
         self._stop.set()
         self._refresh_wanted.set()  # wake the refresher so that it sees the stop
         try:
-            for started in (
-                watch,
-                thread,
-                refresher,
-            ):  # a refresh under way ends within the store's deadlines
+            # A refresh under way ends within the store's deadlines.
+            for started in (watch, thread, refresher):
                 if started is not None:
                     started.join()
             if thread is not None:

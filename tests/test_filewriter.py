@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 
+from bridge import fsformat
 from bridge.rollback import filewriter
 
 
@@ -102,3 +103,8 @@ def test_the_child_starts_isolated_with_the_standard_library_alone(tmp_path):
     assert proc.stderr == b""
     reply = filewriter.receive(io.BytesIO(proc.stdout))
     assert reply is not None and reply[0] == "written" and set(reply[1][0][0]) == {"k.json", "creds.json"}
+
+
+def test_the_child_names_creds_json_as_the_baileys_format_does():
+    # The child cannot import bridge.fsformat (it runs isolated), so it holds its own copy of the name.
+    assert filewriter.CREDS_FILE == fsformat.CREDS_FILE

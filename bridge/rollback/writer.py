@@ -53,12 +53,16 @@ class FileWriterProcess:
         if not sys.executable:
             raise RollbackError("export: cannot start the file writer process: sys.executable is unknown")
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close(), with the child
-        self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", filewriter.__file__],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-        )
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", filewriter.__file__],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+            )
+        except BaseException:
+            self._stderr.close()
+            raise
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._to, self._from = self._proc.stdin, self._proc.stdout
         with contextlib.suppress(OSError, AttributeError):  # a smaller pipe only means more wake-ups
@@ -331,13 +335,10 @@ class ExportWriter:
                 split = i
                 break
             seen += len(company.files)
-        theirs = companies[split:]
-        if theirs:
-            self.child.request_hashes([self.out_dir / cid for cid, _ in theirs])
+        theirs = [cid for cid, _ in companies[split:]]
+        self.child.request_hashes([self.out_dir / cid for cid in theirs])
         mine = [(cid, filewriter.hash_folder(self.out_dir / cid)) for cid, _ in companies[:split]]
-        if not theirs:
-            return mine
-        return mine + list(zip((cid for cid, _ in theirs), self.child.hashes(), strict=True))
+        return mine + list(zip(theirs, self.child.hashes(), strict=True))
 
 
 class ExportVerificationError(RollbackError):
