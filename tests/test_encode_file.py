@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.errors import BridgeError
-from bridge.rollback.folder import _encode_revived, encode_file
+from bridge.rollback.folder import _encode_revived, _stored_buffers_swapped, encode_file
 
 
 def jsonb_order(value: Any) -> Any:
@@ -111,3 +111,18 @@ def test_stored_trees_encode_to_the_bytes_of_the_full_path(value: Any) -> None:
 )
 def test_each_shape_is_written_as_baileys_writes_it(stored: dict[str, Any], written: bytes) -> None:
     assert both(stored) == (written, written)
+
+
+def test_stored_buffers_take_the_text_swap_only_when_it_is_exact() -> None:
+    # The fast path for Buffers must fire on what the store writes (canonical base64), or it saves nothing.
+    stored = b'{"k":[{"data":"AQID","type":"Buffer"},{"data":"","type":"Buffer"}],"n":1}'
+    assert _stored_buffers_swapped(stored) == (
+        b'{"k":[{"type":"Buffer","data":"AQID"},{"type":"Buffer","data":""}],"n":1}'
+    )
+    for refused in (
+        b'{"data":"AQ","type":"Buffer"}',  # unpadded
+        b'{"data":"AAF=","type":"Buffer"}',  # unused bits set
+        b'{"data":"AQID","type":"Buffer","x":1}',  # a third key
+        b'{"a":{"data":"AQID","type":"Buffer"},"b":"Buffer"}',  # "Buffer" outside such an object
+    ):
+        assert _stored_buffers_swapped(refused) is None, refused

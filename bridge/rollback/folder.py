@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import binascii
 import ctypes
 import ctypes.util
 import errno
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,9 +61,47 @@ def encode_file(value: Any, *, parsed: bool = False) -> bytes:
     # in the text outside any string (inside one its quotes would be escaped), so a miss here is exact.
     # Values in memory form (bytes, from the cache export) come out with Buffer objects: the full path too.
     raw = codec.fast_dumps(value, parsed=parsed)
-    if raw is not None and b'"Buffer"' not in raw and b'"buffer"' not in raw:
-        return raw
+    if raw is not None and b'"buffer"' not in raw:
+        if b'"Buffer"' not in raw:
+            return raw
+        if parsed and (swapped := _stored_buffers_swapped(raw)) is not None:
+            return swapped
     return _encode_revived(value)
+
+
+# A Buffer object as jsonb stores it (keys by length, then bytes: "data" before "type"), in orjson's compact
+# text. Only a real object can match: in JSON text '{"' never occurs inside a string, where '"' is escaped.
+_STORED_BUFFER = re.compile(rb'\{"data":"([A-Za-z0-9+/]*={0,2})","type":"Buffer"\}')
+
+
+class _NotCanonical(Exception):
+    """A stored Buffer whose base64 is not the canonical one: the full path rewrites it."""
+
+
+def _canonical_buffer(match: re.Match[bytes]) -> bytes:
+    data = match.group(1)
+    try:
+        canonical = binascii.b2a_base64(binascii.a2b_base64(data, strict_mode=True), newline=False)
+    except binascii.Error:
+        raise _NotCanonical from None
+    if canonical != data:  # unused bits set, or padding where strict decoding allows none
+        raise _NotCanonical
+    return b'{"type":"Buffer","data":"' + data + b'"}'
+
+
+def _stored_buffers_swapped(raw: bytes) -> bytes | None:
+    """raw with each stored Buffer object written in Baileys' key order, or None if the full path must decide.
+
+    The same bytes as revive then encode, without either walk (most of an export's values hold Buffers):
+    every "Buffer" in raw must be such an object, holding exactly "data" and "type", with canonical base64,
+    which revive decodes and the encoder writes back unchanged. Anything else (extra keys, arrays, unpadded
+    or non-canonical base64, "Buffer" as a key or a string) goes to the full path.
+    """
+    try:
+        swapped, count = _STORED_BUFFER.subn(_canonical_buffer, raw)
+    except _NotCanonical:
+        return None
+    return swapped if count == raw.count(b'"Buffer"') else None
 
 
 def _encode_revived(value: Any) -> bytes:
