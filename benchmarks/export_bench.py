@@ -28,6 +28,7 @@ from benchmarks.data import CompanySet, Dataset, read_folder_files
 from bridge import codec
 from bridge.rollback import export_database
 from bridge.rollback.baileys_check import PROJECT_ROOT, node_command
+from bridge.rollback.export import read_batch, read_batches
 from bridge.rollback.filewriter import hash_folder
 from bridge.rollback.folder import encode_file, sync_filesystem
 
@@ -36,8 +37,17 @@ FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 NODE_TIMEOUT_S = 900.0
 
 
-def raw_write(root: Path, companies: Sequence[tuple[str, Sequence[tuple[str, bytes]]]]) -> tuple[int, int]:
-    """The floor: create the same folders and files, 0600, one syncfs at the end, nothing else."""
+def raw_write(
+    root: Path,
+    companies: Sequence[tuple[str, Sequence[tuple[str, bytes]]]],
+    clock: dict[str, float] | None = None,
+) -> tuple[int, int]:
+    """The floor: create the same folders and files, 0600, one syncfs at the end, nothing else.
+
+    clock, if given, receives the creation's wall and CPU seconds (`create_s`, `create_cpu_s`) and the
+    syncfs's wall seconds (`sync_s`).
+    """
+    t0, cpu0 = time.perf_counter(), time.process_time()
     os.mkdir(root, 0o700)
     files = size = 0
     for company_id, company_files in companies:
@@ -51,15 +61,34 @@ def raw_write(root: Path, companies: Sequence[tuple[str, Sequence[tuple[str, byt
                 os.close(fd)
             files += 1
             size += len(data)
+    t1, cpu1 = time.perf_counter(), time.process_time()
     sync_filesystem(root)
+    if clock is not None:
+        clock.update(create_s=t1 - t0, create_cpu_s=cpu1 - cpu0, sync_s=time.perf_counter() - t1)
     return files, size
+
+
+def _cpu_with_children() -> float:
+    """CPU seconds of this process and of its ended children."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def backend_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) a PostgreSQL backend of this machine has used; None if not readable."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None  # another host's server, or no /proc: the bound leaves the server's work out
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 @dataclass
 class ExportSample:
     """One timed write of one company set by one writer."""
 
-    writer: str  # ours | raw | baileys | encode | processes-N
+    writer: str  # ours | raw | baileys | encode | read | processes-N
     label: str  # the company set, e.g. "20x1313"
     companies: int
     keys: int
@@ -105,9 +134,11 @@ class ExportBench:
     def ours(self, companies: CompanySet) -> ExportSample:
         """Our export of a company set, end to end: snapshot read, encode, write, syncfs, re-read verify."""
         out = self.fresh(f"ours-{companies.label}")
+        cpu0 = _cpu_with_children()
         t0 = time.perf_counter()
         run = export_database(self.dsn, out, companies=companies.ids)
         seconds = time.perf_counter() - t0
+        cpu_s = _cpu_with_children() - cpu0  # this process and its file writer child, which has ended
         for source in set(companies.sources.values()) - set(self.files):
             self.files[source] = read_folder_files(out / source)
         keys = sum(sum(c.counts.values()) for c in run.companies.values())
@@ -117,7 +148,7 @@ class ExportBench:
             phase: sum(c.timings_s.get(phase, 0.0) for c in run.companies.values())
             for phase in ("read_s", "encode_s", "write_s")
         }
-        extra = {"timings_s": {**run.timings_s, **phases}}
+        extra = {"timings_s": {**run.timings_s, **phases}, "cpu_s": cpu_s}
         n = len(companies.ids)
         return self._keep(ExportSample("ours", companies.label, n, keys, seconds, files, size, extra))
 
@@ -130,15 +161,16 @@ class ExportBench:
         folders = [(cid, self.files[companies.sources[cid]]) for cid in companies.ids]
         keys = sum(len(files) - 1 for _, files in folders)
         out = self.fresh(f"raw-{companies.label}")
+        clock: dict[str, float] = {}
         t0 = time.perf_counter()
-        files, size = raw_write(out, folders)
+        files, size = raw_write(out, folders, clock)
         seconds = time.perf_counter() - t0
-        t1 = time.perf_counter()
+        t1, cpu1 = time.perf_counter(), time.process_time()
         hashed = sum(len(hash_folder(out / cid)) for cid, _ in folders)
-        verify_s = time.perf_counter() - t1
+        verify_s, verify_cpu_s = time.perf_counter() - t1, time.process_time() - cpu1
         if hashed != files:
             raise RuntimeError(f"raw writer's verify re-read {hashed} files of the {files} it wrote")
-        extra = {"verify_s": verify_s}
+        extra = {"verify_s": verify_s, "verify_cpu_s": verify_cpu_s, **clock}
         return self._keep(
             ExportSample("raw", companies.label, len(folders), keys, seconds, files, size, extra)
         )
@@ -151,7 +183,7 @@ class ExportBench:
         """
         self._load_stored({companies.sources[cid] for cid in companies.ids})
         values = [self.stored[companies.sources[cid]] for cid in companies.ids]
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         size = files = 0
         for creds, key_values in values:
             size += len(encode_file(creds, parsed=True))
@@ -159,8 +191,44 @@ class ExportBench:
                 size += len(encode_file(value, parsed=True))
             files += 1 + len(key_values)
         seconds = time.perf_counter() - t0
+        extra = {"cpu_s": time.process_time() - cpu0}
         n = len(companies.ids)
-        return self._keep(ExportSample("encode", companies.label, n, files - n, seconds, files, size))
+        return self._keep(ExportSample("encode", companies.label, n, files - n, seconds, files, size, extra))
+
+    def read(self, companies: CompanySet) -> ExportSample:
+        """The export's reading alone: its own queries in one read-only snapshot, then the parse; no files.
+
+        CPU seconds, each apart: the server's (its backend's, from /proc; None on another host), this
+        process's while it fetched the rows, and this process's to parse the key values (codec.json_loads,
+        as the export does). All are work an export cannot skip: part of its two-core bound.
+        """
+        with psycopg.connect(self.dsn) as conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            pid = conn.info.backend_pid
+            with conn.transaction():
+                counts: dict[str, dict[str, int]] = {cid: {} for cid in companies.ids}
+                for cid, key_type, n in conn.execute(
+                    "SELECT company_id, key_type, count(*) FROM whatsapp_keys WHERE company_id = ANY(%s) "
+                    "GROUP BY 1, 2",
+                    (companies.ids,),
+                ):
+                    counts[cid][key_type] = n
+                server0, t0, cpu0 = backend_cpu_s(pid), time.perf_counter(), time.process_time()
+                batches = [read_batch(conn, batch) for batch in read_batches(companies.ids, counts)]
+                seconds, client_cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
+                server1 = backend_cpu_s(pid)
+        texts = [text for batch in batches for _, _, rows, _ in batch for _, _, text in rows]
+        cpu1 = time.process_time()
+        for text in texts:
+            codec.json_loads(text)
+        extra = {
+            "server_cpu_s": None if server0 is None or server1 is None else server1 - server0,
+            "client_cpu_s": client_cpu_s,
+            "parse_cpu_s": time.process_time() - cpu1,
+        }
+        n = len(companies.ids)
+        return self._keep(ExportSample("read", companies.label, n, len(texts), seconds, 0, 0, extra))
 
     def _load_stored(self, sources: set[str]) -> None:
         """Read the stored creds and key values of generated companies not read yet (untimed)."""
@@ -184,6 +252,33 @@ class ExportBench:
         """Per repetition: raw writer + its verify + the encoder, samples paired in the order they ran."""
         raw, encoded = self.of("raw", label), self.of("encode", label)
         return [r.seconds + r.extra["verify_s"] + e.seconds for r, e in zip(raw, encoded, strict=False)]
+
+    def bound_seconds(self, label: str, cpus: int) -> list[dict[str, float]]:
+        """Per repetition: the fewest seconds a verified export could take on `cpus` cores (see floors.py).
+
+        The work it cannot skip, in CPU seconds measured in the same repetition (the raw writer's file
+        creation, the encoder, the reading and parsing, the server's share of the reading, the re-read and
+        SHA256 of every file) spread over every core, plus the one syncfs between the last write and the
+        re-read, which no core can shorten (the raw writer's, same files).
+        """
+        out = []
+        for raw, encoded, read in zip(*(self.of(w, label) for w in ("raw", "encode", "read")), strict=False):
+            parts = {
+                "create_cpu_s": raw.extra["create_cpu_s"],
+                "encode_cpu_s": encoded.extra["cpu_s"],
+                "read_client_cpu_s": read.extra["client_cpu_s"],
+                "read_server_cpu_s": read.extra["server_cpu_s"] or 0.0,
+                "parse_cpu_s": read.extra["parse_cpu_s"],
+                "verify_cpu_s": raw.extra["verify_cpu_s"],
+            }
+            out.append(
+                {
+                    **parts,
+                    "sync_s": raw.extra["sync_s"],
+                    "bound_s": sum(parts.values()) / cpus + raw.extra["sync_s"],
+                }
+            )
+        return out
 
     def baileys(self, companies: CompanySet) -> ExportSample:
         """Baileys' keys.set + saveCreds on the same keys (timed inside Node, without process start)."""

@@ -70,6 +70,20 @@ def test_export_floor_pairs_raw_verify_and_encode_of_the_same_repetition(tmp_pat
     assert bench.floor_seconds("2x64") == [1.75, 3.25]
 
 
+def test_export_bound_spreads_the_work_over_the_cores_and_adds_the_sync(tmp_path: Path) -> None:
+    bench = ExportBench("postgresql://unused", [], tmp_path)
+    raw = {"create_cpu_s": 1.0, "verify_cpu_s": 0.5, "sync_s": 0.25, "verify_s": 0.5}
+    bench.samples.append(ExportSample("raw", "2x64", 2, 128, 2.0, 130, 1, raw))
+    bench.samples.append(ExportSample("encode", "2x64", 2, 128, 9.0, 130, 1, {"cpu_s": 0.75}))
+    read = {"client_cpu_s": 0.25, "server_cpu_s": None, "parse_cpu_s": 0.5}  # a server on another host
+    bench.samples.append(ExportSample("read", "2x64", 2, 128, 9.0, 0, 0, read))
+
+    (bound,) = bench.bound_seconds("2x64", cpus=2)
+
+    assert bound["read_server_cpu_s"] == 0.0  # left out, which only lowers the bound
+    assert bound["bound_s"] == (1.0 + 0.75 + 0.25 + 0.5 + 0.5) / 2 + 0.25
+
+
 def test_validation_content_floor_adds_the_ordered_read_and_the_drop_per_turn() -> None:
     backup = Backup("2x64", "id", 0.1, Path("dump"), 1, 1)
     backup.floor_s += [1.0, 2.0]
@@ -175,8 +189,15 @@ def _assert_floor_rows(latest: dict[str, Any], stdout: str) -> None:
     backup = latest["details"]["backup"]
     assert len(backup["floor_read_s"]) == len(backup["floor_drop_s"]) == len(backup["floor_s"]) >= 1
     export = [s for r in latest["rows"] if r["section"] == 1 for s in r["detail"].get("samples", [])]
-    assert {s["writer"] for s in export} >= {"ours", "raw", "baileys", "encode"}
+    assert {s["writer"] for s in export} >= {"ours", "raw", "baileys", "encode", "read"}
     assert all(s["extra"]["verify_s"] > 0 for s in export if s["writer"] == "raw")
+    # On this machine the server's backend is readable in /proc: the bound includes its CPU.
+    assert all(s["extra"]["server_cpu_s"] is not None for s in export if s["writer"] == "read")
+    bound_rows = [r for m, r in rows.items() if m.startswith("export ") and "-core bound" in m]
+    assert len(bound_rows) == 2, sorted(rows)
+    for row in bound_rows:
+        assert row["ratio"] > 0 and row["target"] is None and "out of reach in this run" in row["note"]
+        assert all(b["bound_s"] > b["sync_s"] > 0 and b["create_cpu_s"] > 0 for b in row["detail"]["bounds"])
     detection = latest["details"]["detection"]
     assert len(detection["windows"]) == len(detection["detect_s"])
     assert {"gc_pause_s", "probe_wait_s", "in_refresh", "reason"} <= set(detection["windows"][0])

@@ -204,7 +204,7 @@ def _export_snapshot(
     ):
         counts[cid][key_type] = n
 
-    for cid, creds, text_rows, read_s in _read_ahead(conn, _batches(found, counts)):
+    for cid, creds, text_rows, read_s in _read_ahead(conn, read_batches(found, counts)):
         rows = ((key_type, key_id, codec.json_loads(text)) for key_type, key_id, text in text_rows)
         company = CompanyManifest(
             company_id=cid,
@@ -222,7 +222,7 @@ def _export_snapshot(
 _DONE = object()
 
 
-def _batches(companies: list[str], counts: Mapping[str, Mapping[str, int]]) -> list[list[str]]:
+def read_batches(companies: list[str], counts: Mapping[str, Mapping[str, int]]) -> list[list[str]]:
     """Split companies, in order, into batches of at least BATCH_ROWS key rows (the last may hold fewer)."""
     batches: list[list[str]] = []
     batch: list[str] = []
@@ -263,7 +263,7 @@ def _read_ahead(
             for batch in batches:
                 if stop.is_set():
                     return
-                hand_over(_read_batch(conn, batch))
+                hand_over(read_batch(conn, batch))
             hand_over(_DONE)
         except BaseException as exc:  # handed to the consumer, which raises it
             hand_over(exc)
@@ -280,7 +280,7 @@ def _read_ahead(
         reader.join()
 
 
-def _read_batch(conn: psycopg.Connection, batch: list[str]) -> list[tuple[str, Any, list[Any], float]]:
+def read_batch(conn: psycopg.Connection, batch: list[str]) -> list[tuple[str, Any, list[Any], float]]:
     """Read one batch of companies: their creds in one query, their key rows in another, split by company.
 
     Each company's rows come in the order a query of that company alone gives (key_type, key_id). A
