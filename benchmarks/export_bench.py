@@ -78,10 +78,13 @@ def backend_cpu_s(pid: int) -> float | None:
     """CPU seconds (user + system) a PostgreSQL backend of this machine has used; None if not readable."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+            name, fields = fh.read().split("(", 1)[1].rsplit(")", 1)
+    except (OSError, IndexError, ValueError):
         return None  # another host's server, or no /proc: the bound leaves the server's work out
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    if not name.startswith("postgres"):
+        return None  # the same pid here is some other process: the server is on another host
+    utime, stime = fields.split()[11:13]
+    return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

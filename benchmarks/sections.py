@@ -169,6 +169,16 @@ def _comparison_rows(comp: Comparison) -> list[Row]:
     n = comp.keys_per_call / (naive["mean_ms"] / 1000)
     writes = comp.name.startswith("set")
     label = "1 autocommit upsert per key" if writes else "100 single selects"
+    target = SET_VS_NAIVE if writes else GET_VS_NAIVE
+    best = ""
+    if comp.floor_s:
+        floor, encode = latency_summary(comp.floor_s), latency_summary(comp.encode_s)
+        ceiling = naive["mean_ms"] / (floor["mean_ms"] + encode["mean_ms"])
+        best = (
+            f"best possible here {ceiling:.1f} x naive: its SQL floor plus the encoding every call must do "
+            f"({floor['mean_ms']:.2f} + {encode['mean_ms']:.2f} ms, mean) against naive's "
+            f"{naive['mean_ms']:.2f} ms; {target:g} x is out of reach in this run if that is below {target:g}"
+        )
     return [
         Row(
             2,
@@ -179,7 +189,8 @@ def _comparison_rows(comp: Comparison) -> list[Row]:
             baseline_label=label,
             ratio=o / n,
             ratio_label="ours/naive",
-            target=Target(">=", SET_VS_NAIVE if writes else GET_VS_NAIVE),
+            target=Target(">=", target),
+            note=best,
         ),
         Row(
             2,
@@ -284,7 +295,10 @@ def backup_rows(ctx: Context) -> list[Row]:
             target=Target("<=", VALIDATE_VS_FLOOR),
             note=f"{_reps(len(backup.validate_s))}; phases "
             + ", ".join(f"{k} {v:.2f}" for k, v in phases.items())
-            + f"; dump {backup.plain_size / MB:.1f} MB (-Z1); backup create {backup.create_s:.2f} s",
+            + f"; dump {backup.plain_size / MB:.1f} MB (-Z1); backup create {backup.create_s:.2f} s; "
+            f"the content floor (every restored row read once, the restored database dropped) is "
+            f"{median(backup.content_floor_s) / f:.2f} x this floor: {VALIDATE_VS_FLOOR} x is out of reach "
+            f"in this run for a validation that checks content if that is above {VALIDATE_VS_FLOOR}",
         ),
         content_floor_row(f"validate {_size(companies)} vs its content floor", o, backup),
         Row(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ import pytest
 from benchmarks.backup_bench import Backup
 from benchmarks.config import ROWS, get_config
 from benchmarks.detect_bench import DetectResult, PauseLog, run_queue_wait_s
-from benchmarks.export_bench import ExportBench, ExportSample
+from benchmarks.export_bench import ExportBench, ExportSample, backend_cpu_s
 from benchmarks.results import Row, Target, render_table
 from benchmarks.stats import latency_summary, loglog_slope, percentile
 
@@ -82,6 +83,13 @@ def test_export_bound_spreads_the_work_over_the_cores_and_adds_the_sync(tmp_path
 
     assert bound["read_server_cpu_s"] == 0.0  # left out, which only lowers the bound
     assert bound["bound_s"] == (1.0 + 0.75 + 0.25 + 0.5 + 0.5) / 2 + 0.25
+
+
+def test_backend_cpu_is_read_only_from_a_postgres_process() -> None:
+    # A pid that is not a postgres process here (the server is elsewhere, the pid means another process)
+    # gives None, which leaves the server's CPU out of the bound instead of counting a stranger's.
+    assert backend_cpu_s(os.getpid()) is None
+    assert backend_cpu_s(2**22 + 1) is None  # above Linux's largest pid
 
 
 def test_validation_content_floor_adds_the_ordered_read_and_the_drop_per_turn() -> None:
