@@ -193,6 +193,7 @@ def fast_dumps(
     *,
     sort_keys: bool = False,
     parsed: bool = False,
+    integers_only: bool = False,
 ) -> bytes | None:
     """Compact JSON of value in one C pass, byte-identical to json.dumps' (after default), or None.
 
@@ -202,6 +203,8 @@ def fast_dumps(
     holds a type that json.dumps would refuse but orjson writes (UUID, Enum, Fragment): the caller then
     takes its exact Python path, which also raises the precise error.
     parsed=True says value is what a JSON parser returned (only JSON types): the type check is skipped.
+    integers_only=True (with parsed) says value holds no float (see integers_only()): the text checks,
+    which are about floats alone, are skipped.
     """
     try:
         raw = orjson.dumps(value, default=default, option=_SORTED if sort_keys else _PASSTHROUGH)
@@ -211,9 +214,23 @@ def fast_dumps(
             marshal.dumps(value)
     except (TypeError, ValueError):
         return None
+    if integers_only and parsed:
+        return raw
     if b"null" in raw or b"0.0000" in raw or _negative_exponent(raw):
         return None
     return raw
+
+
+def integers_only(jsonb_text: str) -> bool:
+    """True if the jsonb text PostgreSQL returned (value::text) parses to a tree without a float.
+
+    PostgreSQL writes every jsonb number in plain notation, never with an exponent ("1e-7" is stored and
+    returned as 0.0000001, "1E+20" as 100000000000000000000), so a number parses as a float only if its
+    text holds a ".". No "." anywhere in the text: no float, and no text check of fast_dumps is needed.
+    A "." inside a string only costs those checks. Only for text from a jsonb value: JSON from elsewhere
+    may spell a float as 1e5.
+    """
+    return "." not in jsonb_text
 
 
 def _negative_exponent(raw: bytes) -> bool:

@@ -114,7 +114,7 @@ def export_from_cache(
                     "creds are not in the cache; without creds.json Baileys would start a new login"
                 )
                 continue
-            rows = [(t_, i, v) for (t_, i), v in sorted(snap.keys.items()) if v is not None]
+            rows = [(t_, i, v, False) for (t_, i), v in sorted(snap.keys.items()) if v is not None]
             company = CompanyManifest(
                 company_id=cid,
                 source=CACHE_ONLY,
@@ -128,7 +128,7 @@ def export_from_cache(
                 cached_at=snap.cached_at,
             )
             _write_company(writer, company, snap.creds, rows, skip_invalid)
-            expected[cid] = dict(Counter(t_ for t_, _, _ in rows))
+            expected[cid] = dict(Counter(t_ for t_, _, _, _ in rows))
         if not run.companies:
             raise RollbackError(f"export from cache: no company could be exported: {run.missing_companies}")
         run.timings_s["read_write_s"] = time.perf_counter() - t
@@ -205,7 +205,10 @@ def _export_snapshot(
         counts[cid][key_type] = n
 
     for cid, creds, text_rows, read_s in _read_ahead(conn, read_batches(found, counts)):
-        rows = ((key_type, key_id, codec.json_loads(text)) for key_type, key_id, text in text_rows)
+        rows = (
+            (key_type, key_id, codec.json_loads(text), codec.integers_only(text))
+            for key_type, key_id, text in text_rows
+        )
         company = CompanyManifest(
             company_id=cid,
             source="database",
@@ -318,10 +321,13 @@ def _write_company(
     writer: ExportWriter,
     company: CompanyManifest,
     creds: Any,
-    rows: Iterable[tuple[str, str, Any]],
+    rows: Iterable[tuple[str, str, Any, bool]],
     skip_invalid: bool,
 ) -> None:
-    """Encode one company's creds and keys, refuse (or with skip_invalid, list) bad rows, then write it."""
+    """Encode one company's creds and keys, refuse (or with skip_invalid, list) bad rows, then write it.
+
+    rows: (key type, key id, value, whether the value holds no float: see codec.integers_only).
+    """
     t = time.perf_counter()
     cid = company.company_id
     if not isinstance(creds, dict):
@@ -338,14 +344,14 @@ def _write_company(
     by_name: dict[str, str] = {}
     files: list[tuple[str, str, bytes]] = []
     bad: list[SkippedKey] = []
-    for key_type, key_id, value in rows:
+    for key_type, key_id, value, no_float in rows:
         try:
             name = fsformat.file_name(key_type, key_id)
             if name in by_name:
                 raise InvalidInputError(f"file name {name} is also the file of id {by_name[name]!r}")
             if value is None:
                 raise InvalidInputError("value is JSON null, which Baileys reads as absent")
-            data = fs.encode_file(value, parsed=parsed)
+            data = fs.encode_file(value, parsed=parsed, integers_only=no_float)
         except InvalidInputError as exc:
             bad.append(SkippedKey(key_type, key_id, str(exc)))
             continue

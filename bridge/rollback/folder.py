@@ -51,16 +51,17 @@ def validate_company_id(company_id: object) -> str:
     return company_id
 
 
-def encode_file(value: Any, *, parsed: bool = False) -> bytes:
+def encode_file(value: Any, *, parsed: bool = False, integers_only: bool = False) -> bytes:
     """Return the bytes Baileys writes for value: compact BufferJSON, UTF-8, canonical base64 Buffers.
 
-    parsed=True: value is a row as the database returned it (JSON types only; see codec.fast_dumps).
+    parsed=True: value is a row as the database returned it (JSON types only; see codec.fast_dumps);
+    integers_only=True: it also holds no float (codec.integers_only of its jsonb text).
     """
     # Fast path, same bytes: a stored tree without any Buffer object (sessions, the bulk of an export)
     # needs no revive/replace walk, only the C encoder. A Buffer object always puts "Buffer" or "buffer"
     # in the text outside any string (inside one its quotes would be escaped), so a miss here is exact.
     # Values in memory form (bytes, from the cache export) come out with Buffer objects: the full path too.
-    raw = codec.fast_dumps(value, parsed=parsed)
+    raw = codec.fast_dumps(value, parsed=parsed, integers_only=integers_only)
     if raw is not None and b'"buffer"' not in raw:
         if b'"Buffer"' not in raw:
             return raw
