@@ -7,12 +7,16 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from bridge.backup.catalog import DATA, MANIFEST, backup_key
 from bridge.backup.config import BackupConfig, BackupKey
@@ -189,6 +193,27 @@ def test_validation_rejects_when_key_is_wrong(backed: Backed) -> None:
         info.value
     )
     assert scratch_databases(backed.server_admin) == []
+
+
+def test_validation_fails_cleanly_where_the_scratch_database_cannot_be_created(
+    backed: Backed, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scratch database is created while the backup downloads: its refusal must still be the error
+    # raised, and neither a database nor the download's temp folder may be left behind.
+    role = f"no_createdb_{os.getpid()}"
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # this process's temp folders, alone
+    with psycopg.connect(backed.server_admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw' NOCREATEDB").format(sql.Identifier(role)))
+    try:
+        limited = make_conninfo(backed.server_admin, user=role, password="pw")
+        refused = "permission denied to create database"
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=refused):
+            validate_backup(backed.config, scratch_dsn=limited, record=False)
+    finally:
+        with psycopg.connect(backed.server_admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    assert scratch_databases(backed.server_admin) == []
+    assert os.listdir(tmp_path) == []
 
 
 def test_cli_exits_non_zero_with_reason_when_dump_corrupted(backed: Backed, tmp_path: Any) -> None:

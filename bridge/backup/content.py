@@ -17,6 +17,7 @@ from bridge import codec
 DIGEST_ALGORITHM = "sha256/canonical-json-v1"
 # Rows per chunk the digest reads: about 1.5 MB of session values, and few enough round trips.
 _STREAM_ROWS = 1000
+_DIGEST_ORDER = 'ORDER BY company_id COLLATE "C", key_type COLLATE "C", key_id COLLATE "C"'
 
 
 def canonical_json(value: Any, *, parsed: bool = False, integers_only: bool = False) -> bytes:
@@ -148,9 +149,13 @@ def _stream_keys(conn: psycopg.Connection) -> Iterable[tuple[str, str, str, str]
     # Chunked single-row mode: memory stays bounded as with a server cursor, without its FETCH round trips
     # and per-row Python layers (measured: 45 % of the digest's CPU on the projection). Values as text: the
     # digest parses them itself and, from the text, knows which hold no float (codec.integers_only).
+    # The text is made above the sort, row by row as the rows go out, not by the scan below it: the sort
+    # then moves jsonb, and the first row leaves after 0.03 s instead of 0.10 s (projection, EXPLAIN
+    # ANALYZE), so the server's conversion overlaps the digest here. The outer ORDER BY is what promises
+    # the order; the plan adds no second sort for it.
     yield from conn.cursor().stream(
-        "SELECT company_id, key_type, key_id, value::text FROM whatsapp_keys "
-        'ORDER BY company_id COLLATE "C", key_type COLLATE "C", key_id COLLATE "C"',
+        f"SELECT company_id, key_type, key_id, value::text FROM (SELECT company_id, key_type, key_id, value "
+        f"FROM whatsapp_keys {_DIGEST_ORDER} OFFSET 0) keys {_DIGEST_ORDER}",
         size=_STREAM_ROWS,
     )
 

@@ -8,7 +8,6 @@ import pwd
 import secrets
 import socket
 import subprocess
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,16 +93,9 @@ def run_tool_version(path: str) -> str:
     return out.stdout.strip() or f"{path} (version unknown)"
 
 
-@contextmanager
-def scratch_database(admin_dsn: str, *, prefix: str = "bridge_validate", keep: bool = False) -> Any:
-    """Create a fresh, uniquely named database and drop it afterwards (even on failure) unless keep."""
-    name = f"{prefix}_{secrets.token_hex(4)}"
-    create_database(admin_dsn, name)
-    try:
-        yield name
-    finally:
-        if not keep:
-            drop_database(admin_dsn, name)
+def scratch_name(prefix: str = "bridge_validate") -> str:
+    """A fresh name for a scratch database (the scenarios find leftovers by the prefix)."""
+    return f"{prefix}_{secrets.token_hex(4)}"
 
 
 def create_database(admin_dsn: str, name: str) -> None:
@@ -123,12 +115,21 @@ def drop_database(admin_dsn: str, name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def tables_size(dsn: str) -> int:
-    """Return the bytes of every public table with its indexes and TOAST (what grows with the data)."""
+def tables_size(dsn: str | psycopg.Connection) -> int:
+    """Return the bytes of every public table with its indexes and TOAST (what grows with the data).
+
+    dsn may be an open connection, which is used as it is.
+    """
+    if not isinstance(dsn, str):
+        return _tables_size(dsn)
     with psycopg.connect(dsn) as conn:
-        row = conn.execute(
-            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'"
-        ).fetchone()
+        return _tables_size(conn)
+
+
+def _tables_size(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'"
+    ).fetchone()
     assert row is not None
     return int(row[0])
