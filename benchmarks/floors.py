@@ -15,7 +15,7 @@ from benchmarks.store_bench import Comparison
 
 EXPORT_VS_FLOOR = 0.6
 VALIDATE_VS_CONTENT_FLOOR = 1.3
-SET_VS_SQL_FLOOR = 1.5
+STORE_VS_SQL_FLOOR = 1.5
 
 
 def export_floor_row(measure: str, keys: int, ours: list[ExportSample], bench: ExportBench) -> Row:
@@ -88,22 +88,40 @@ def export_bound_row(
 
 
 def sql_floor_row(comp: Comparison) -> Row:
-    """set_keys against its SQL floor: the same statement and rows, encoded beforehand; mean latency."""
+    """set_keys or get_keys against its SQL floor: the same statement, on a plain connection; mean latency.
+
+    set_keys' floor has its rows encoded beforehand, get_keys' parses the rows as psycopg does and
+    revives them apart. Both compass targets (10 x and 5 x naive) can be out of reach here (the
+    throughput rows say so per run), so both floor rows carry the same target: ours within 1.5 x.
+    """
     ours, floor = latency_summary(comp.ours_s), latency_summary(comp.floor_s)
-    encode = latency_summary(comp.encode_s)
+    apart = latency_summary(comp.encode_s)
+    writes = comp.name.startswith("set")
+    if writes:
+        label, target = "same statement, rows pre-encoded", Target("<=", STORE_VS_SQL_FLOOR)
+        what = (
+            f"the upsert set_keys sends, the same {comp.keys_per_call} rows in one statement (one "
+            "transaction) on a plain autocommit connection, their JSON encoded untimed just before "
+            f"(encode_set alone: mean {apart['mean_ms']:.2f} ms)"
+        )
+    else:
+        label, target = "same select, rows parsed", Target("<=", STORE_VS_SQL_FLOOR)
+        what = (
+            f"the select get_keys sends, the same {comp.keys_per_call} ids, on a plain autocommit "
+            "connection, every row parsed as psycopg parses jsonb; their revive (bytes back from Buffer "
+            f"objects) timed apart, mean {apart['mean_ms']:.2f} ms"
+        )
     return Row(
         2,
         f"{comp.name} keys vs its SQL floor (mean latency)",
         ours["mean_ms"],
         "ms",
         baseline=floor["mean_ms"],
-        baseline_label="same statement, rows pre-encoded",
+        baseline_label=label,
         ratio=ours["mean_ms"] / floor["mean_ms"],
         ratio_label="ours/floor",
-        target=Target("<=", SET_VS_SQL_FLOOR),
-        note=f"{ours['n']} calls each, alternating; floor = the upsert set_keys sends, the same "
-        f"{comp.keys_per_call} rows in one statement (one transaction) on a plain autocommit connection, "
-        f"their JSON encoded untimed just before (encode_set alone: mean {encode['mean_ms']:.2f} ms); "
+        target=target,
+        note=f"{ours['n']} calls each, alternating; floor = {what}; "
         f"P50 / P95 / P99 {latency_text(comp.ours_s)} against {latency_text(comp.floor_s)}",
         detail={"ours_s": comp.ours_s, "floor_s": comp.floor_s, "encode_s": comp.encode_s},
     )

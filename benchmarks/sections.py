@@ -174,8 +174,9 @@ def _comparison_rows(comp: Comparison) -> list[Row]:
     if comp.floor_s:
         floor, encode = latency_summary(comp.floor_s), latency_summary(comp.encode_s)
         ceiling = naive["mean_ms"] / (floor["mean_ms"] + encode["mean_ms"])
+        work = "encoding" if writes else "reviving"
         best = (
-            f"best possible here {ceiling:.1f} x naive: its SQL floor plus the encoding every call must do "
+            f"best possible here {ceiling:.1f} x naive: its SQL floor plus the {work} every call must do "
             f"({floor['mean_ms']:.2f} + {encode['mean_ms']:.2f} ms, mean) against naive's "
             f"{naive['mean_ms']:.2f} ms; {target:g} x is out of reach in this run if that is below {target:g}"
         )

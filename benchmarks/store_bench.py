@@ -22,6 +22,7 @@ import psycopg
 from bridge import codec
 from bridge.db import Probe
 from bridge.resilient import BridgeState, ResilientStore
+from bridge.store import _GET_KEYS_SQL as GET_KEYS_SQL  # the very statement get_keys sends
 from bridge.store import _UPSERT_KEYS_SQL as UPSERT_KEYS_SQL  # the very statement set_keys sends
 from bridge.store import PgAuthStore, encode_set
 from chaos.outages import OUTAGES, OutageTarget
@@ -46,8 +47,10 @@ class Comparison:
     keys_per_call: int
     ours_s: list[float]
     naive_s: list[float]
-    floor_s: list[float] = field(default_factory=list)  # set_keys only: its statement alone, pre-encoded
-    encode_s: list[float] = field(default_factory=list)  # set_keys only: encode_set of the floor's rows
+    floor_s: list[float] = field(default_factory=list)  # its statement alone (set: pre-encoded; get: parsed)
+    # What every call must do besides the statement, timed apart from the floor: set_keys encoding the
+    # floor's rows (encode_set), get_keys reviving them (codec.revive of each value).
+    encode_s: list[float] = field(default_factory=list)
 
 
 def _blocks(total: int, blocks: int) -> Iterator[int]:
@@ -136,10 +139,19 @@ class StoreBench:
         return Comparison(f"set_keys {n}", n, ours, naive, floor, encode)
 
     def get_keys(self, calls: int, naive_batches: int) -> Comparison:
-        """store.get_keys of 100 session ids in one round trip against 100 single selects (both decode)."""
+        """store.get_keys of 100 session ids in one round trip against 100 single selects (both decode),
+        and against its SQL floor: the very select get_keys sends, the same ids, on a plain autocommit
+        connection, rows parsed as psycopg parses them; their revive is timed apart. The floor alternates
+        with ours (floor first on odd calls)."""
         ours: list[float] = []
         naive: list[float] = []
-        with PgAuthStore(self.db.dsn) as store, psycopg.connect(self.db.dsn, autocommit=True) as conn:
+        floor: list[float] = []
+        revive: list[float] = []
+        with (
+            PgAuthStore(self.db.dsn) as store,
+            psycopg.connect(self.db.dsn, autocommit=True) as conn,
+            psycopg.connect(self.db.dsn, autocommit=True) as sql_conn,
+        ):
             store.get_keys(self.company, "session", self.session_ids[:1])
             conn.execute(NAIVE_SELECT, (self.company, "session", self.session_ids[0])).fetchone()
 
@@ -149,13 +161,33 @@ class StoreBench:
                     if row is not None:
                         codec.revive(row[0])
 
+            def sql_floor(ids: list[str]) -> float:
+                t0 = time.perf_counter()
+                rows = sql_conn.execute(GET_KEYS_SQL, (self.company, "session", ids)).fetchall()
+                seconds = time.perf_counter() - t0
+                if len(rows) != len(ids):
+                    raise RuntimeError(f"the get_keys floor read {len(rows)} of {len(ids)} sessions")
+                t1 = time.perf_counter()
+                for _, value in rows:
+                    codec.revive(value)
+                revive.append(time.perf_counter() - t1)  # recorded apart: the floor leaves it out
+                return seconds
+
+            sql_floor(self.session_ids[:1])
+            revive.clear()
+            i = 0
             for per_block in _blocks(calls, naive_batches):
                 ids = self.rng.sample(self.session_ids, GET_BATCH)
                 naive.append(_time(naive_read, ids))
                 for _ in range(per_block):
                     ids = self.rng.sample(self.session_ids, GET_BATCH)
+                    if i % 2:
+                        floor.append(sql_floor(ids))
                     ours.append(_time(store.get_keys, self.company, "session", ids))
-        return Comparison(f"get_keys {GET_BATCH}", GET_BATCH, ours, naive)
+                    if not i % 2:
+                        floor.append(sql_floor(ids))
+                    i += 1
+        return Comparison(f"get_keys {GET_BATCH}", GET_BATCH, ours, naive, floor, revive)
 
     def cached_creds(self, toxiproxy: Any, batches: int) -> tuple[Comparison, list[float]]:
         """Creds served from the cache in read-only mode (proxy down) against a dict lookup; per-read seconds.

@@ -179,6 +179,7 @@ FLOOR_ROWS = {  # measure (start) -> the raw samples its row's detail must carry
     "export 4 co x 8 keys vs its floor": ("ours_s", "floor_s"),
     "set_keys 30 keys vs its SQL floor": ("ours_s", "floor_s"),
     "set_keys 100 keys vs its SQL floor": ("ours_s", "floor_s"),
+    "get_keys 100 keys vs its SQL floor": ("ours_s", "floor_s"),
     "validate 2 co x 64 keys vs its content floor": (),
 }
 
@@ -201,6 +202,14 @@ def _assert_floor_rows(latest: dict[str, Any], stdout: str) -> None:
     assert all(s["extra"]["verify_s"] > 0 for s in export if s["writer"] == "raw")
     # On this machine the server's backend is readable in /proc: the bound includes its CPU.
     assert all(s["extra"]["server_cpu_s"] is not None for s in export if s["writer"] == "read")
+    # get_keys' revive is timed apart from its floor; both store compass rows say their best ratio.
+    assert all(x > 0 for x in rows["get_keys 100 keys vs its SQL floor"]["detail"]["encode_s"])
+    for store_row in (
+        "set_keys 30 keys: throughput",
+        "set_keys 100 keys: throughput",
+        "get_keys 100 keys: throughput",
+    ):
+        assert "best possible here" in rows[store_row]["note"], store_row
     bound_rows = [r for m, r in rows.items() if m.startswith("export ") and "-core bound" in m]
     assert len(bound_rows) == 2, sorted(rows)
     for row in bound_rows:
