@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +87,16 @@ class StoreBench:
         self.creds_company = creds_company
         self.rng = random.Random(seed)
 
+    @contextmanager
+    def _sides(self) -> Iterator[tuple[PgAuthStore, psycopg.Connection, psycopg.Connection]]:
+        """Ours (the store), the naive pattern's connection and the SQL floor's, each its own."""
+        with (
+            PgAuthStore(self.db.dsn) as store,
+            psycopg.connect(self.db.dsn, autocommit=True) as conn,
+            psycopg.connect(self.db.dsn, autocommit=True) as sql_conn,
+        ):
+            yield store, conn, sql_conn
+
     def _batch(self, i: int, n: int) -> list[tuple[str, str, Any]]:
         start = (i * n) % len(self.pool)
         return [self.pool[(start + j) % len(self.pool)] for j in range(n)]
@@ -100,11 +111,7 @@ class StoreBench:
         naive: list[float] = []
         floor: list[float] = []
         encode: list[float] = []
-        with (
-            PgAuthStore(self.db.dsn) as store,
-            psycopg.connect(self.db.dsn, autocommit=True) as conn,
-            psycopg.connect(self.db.dsn, autocommit=True) as sql_conn,
-        ):
+        with self._sides() as (store, conn, sql_conn):
             # One untimed call each: opens the pool's connection and prepares the statements.
             warm = {"pre-key": {"warm": {"private": b"x", "public": b"y"}}}
             store.set_keys("bench-ours", warm)
@@ -147,11 +154,7 @@ class StoreBench:
         naive: list[float] = []
         floor: list[float] = []
         revive: list[float] = []
-        with (
-            PgAuthStore(self.db.dsn) as store,
-            psycopg.connect(self.db.dsn, autocommit=True) as conn,
-            psycopg.connect(self.db.dsn, autocommit=True) as sql_conn,
-        ):
+        with self._sides() as (store, conn, sql_conn):
             store.get_keys(self.company, "session", self.session_ids[:1])
             conn.execute(NAIVE_SELECT, (self.company, "session", self.session_ids[0])).fetchone()
 
