@@ -28,7 +28,7 @@ from benchmarks.data import CompanySet, Dataset, read_folder_files
 from bridge import codec
 from bridge.rollback import export_database
 from bridge.rollback.baileys_check import PROJECT_ROOT, node_command
-from bridge.rollback.export import read_batch, read_batches
+from bridge.rollback.export import key_counts, read_batch, read_batches
 from bridge.rollback.filewriter import hash_folder
 from bridge.rollback.folder import encode_file, sync_filesystem
 
@@ -210,13 +210,7 @@ class ExportBench:
             conn.read_only = True
             pid = conn.info.backend_pid
             with conn.transaction():
-                counts: dict[str, dict[str, int]] = {cid: {} for cid in companies.ids}
-                for cid, key_type, n in conn.execute(
-                    "SELECT company_id, key_type, count(*) FROM whatsapp_keys WHERE company_id = ANY(%s) "
-                    "GROUP BY 1, 2",
-                    (companies.ids,),
-                ):
-                    counts[cid][key_type] = n
+                counts = key_counts(conn, companies.ids)
                 server0, t0, cpu0 = backend_cpu_s(pid), time.perf_counter(), time.process_time()
                 batches = [read_batch(conn, batch) for batch in read_batches(companies.ids, counts)]
                 seconds, client_cpu_s = time.perf_counter() - t0, time.process_time() - cpu0

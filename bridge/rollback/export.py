@@ -197,12 +197,7 @@ def _export_snapshot(
     ):
         if shard is None or shard.holds(cid):
             run.missing_companies[cid] = "has keys but no creds row, so Baileys could not use a folder for it"
-    counts: dict[str, dict[str, int]] = {cid: {} for cid in found}
-    for cid, key_type, n in conn.execute(
-        "SELECT company_id, key_type, count(*) FROM whatsapp_keys WHERE company_id = ANY(%s) GROUP BY 1, 2",
-        (found,),
-    ):
-        counts[cid][key_type] = n
+    counts = key_counts(conn, found)
 
     for cid, creds, text_rows, read_s in _read_ahead(conn, read_batches(found, counts)):
         rows = (
@@ -223,6 +218,17 @@ def _export_snapshot(
 
 
 _DONE = object()
+
+
+def key_counts(conn: psycopg.Connection, companies: list[str]) -> dict[str, dict[str, int]]:
+    """Key rows per company and type, in the caller's snapshot; every company listed, even without keys."""
+    counts: dict[str, dict[str, int]] = {cid: {} for cid in companies}
+    for cid, key_type, n in conn.execute(
+        "SELECT company_id, key_type, count(*) FROM whatsapp_keys WHERE company_id = ANY(%s) GROUP BY 1, 2",
+        (companies,),
+    ):
+        counts[cid][key_type] = n
+    return counts
 
 
 def read_batches(companies: list[str], counts: Mapping[str, Mapping[str, int]]) -> list[list[str]]:
