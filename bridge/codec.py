@@ -233,6 +233,18 @@ def integers_only(jsonb_text: str) -> bool:
     return "." not in jsonb_text
 
 
+def names_no_buffer(jsonb_text: str) -> bool:
+    """True if the jsonb text PostgreSQL returned (value::text) parses to a tree without a Buffer object.
+
+    A Buffer object is a {"type": "Buffer", ...} or a {"buffer": true, ...}, so its text holds "Buffer" or
+    "buffer" in quotes. PostgreSQL writes a jsonb string with no escape but for quotes, backslashes and
+    control characters, so neither can be spelled another way. One search for their common end covers
+    both; another string ending so ("Puffer") only costs the revive. A tree without it is what Baileys
+    gets as it is: revive() would only confirm it, by writing the tree again.
+    """
+    return 'uffer"' not in jsonb_text
+
+
 def _negative_exponent(raw: bytes) -> bool:
     """Return True if raw holds "e-" and a digit: a float orjson writes unpadded ("1e-7", not "1e-07")."""
     i = raw.find(b"e-")

@@ -34,8 +34,11 @@ TABLE_OF_KIND = {
     LIST_COMPANIES: "whatsapp_auth",
 }
 
+# The value comes as its jsonb text: get_stored_keys parses it, and learns from the text which values hold
+# no Buffer.
 _GET_KEYS_SQL = (
-    "SELECT key_id, value FROM whatsapp_keys WHERE company_id = %s AND key_type = %s AND key_id = ANY(%s)"
+    "SELECT key_id, value::text FROM whatsapp_keys"
+    " WHERE company_id = %s AND key_type = %s AND key_id = ANY(%s)"
 )
 # One statement is one transaction in autocommit mode: the upserts and deletes of a set() commit together.
 # jsonb_to_recordset takes every row in one parameter; values are already JSON, so nothing is escaped twice.
@@ -111,6 +114,17 @@ class EncodedSet:
     def upserts(self) -> int:
         """Keys written (not deleted)."""
         return len(self.stored) - len(self.del_ids)
+
+
+class StoredKeys(dict[str, Any]):
+    """{id: stored JSON tree or None} as get_stored_keys read it, and in plain the ids whose jsonb text
+    named no Buffer object (codec.names_no_buffer): their trees are already what Baileys gets."""
+
+    __slots__ = ("plain",)
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        super().__init__(dict.fromkeys(ids))
+        self.plain: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -236,14 +250,17 @@ class PgAuthStore:
         )
         return decode_keys(stored, company_id=company_id, key_type=key_type)
 
-    def get_stored_keys(self, company_id: str, key_type: str, ids: list[str]) -> dict[str, Any]:
+    def get_stored_keys(self, company_id: str, key_type: str, ids: list[str]) -> StoredKeys:
         """Return {id: stored JSON (Buffer objects not yet decoded) or None}, for validated ids."""
-        result: dict[str, Any] = dict.fromkeys(ids)
+        result = StoredKeys(ids)
         if not ids:
             return result
         what = f"get {len(ids)} {key_type} keys of company {quote(company_id)}"
-        for key_id, raw in self._run(GET_KEYS, what, _GET_KEYS_SQL, (company_id, key_type, ids), write=False):
-            result[key_id] = raw
+        rows = self._run(GET_KEYS, what, _GET_KEYS_SQL, (company_id, key_type, ids), write=False)
+        for key_id, text in rows:
+            result[key_id] = codec.json_loads(text)
+            if codec.names_no_buffer(text):
+                result.plain.add(key_id)
         return result
 
     def set_keys(self, company_id: str, data: Mapping[str, Mapping[str, Any]]) -> SetResult:
@@ -387,10 +404,16 @@ def decode_key(raw: Any, *, company_id: str, key_type: str, key_id: str) -> Any:
 
 
 def decode_keys(stored: Mapping[str, Any], *, company_id: str, key_type: str) -> dict[str, Any]:
-    """Revive {id: stored JSON or None}; the first row that cannot be decoded raises CorruptedKeyError."""
+    """Revive {id: stored JSON or None}; the first row that cannot be decoded raises CorruptedKeyError.
+
+    The trees StoredKeys knows hold no Buffer are returned as revive() would return them: as they are.
+    """
+    plain = stored.plain if isinstance(stored, StoredKeys) else ()
     return {
         key_id: None
         if raw is None
+        else raw
+        if key_id in plain and isinstance(raw, dict | list)
         else decode_key(raw, company_id=company_id, key_type=key_type, key_id=key_id)
         for key_id, raw in stored.items()
     }
