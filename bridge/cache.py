@@ -72,7 +72,10 @@ class CacheEntry:
 
     @classmethod
     def of(cls, value: Any, fetched_at: float, seq: int) -> CacheEntry:
-        """Return the entry for value, packed when it is a JSON container."""
+        """Return the entry for value, packed when it is a JSON container or codec.Packed text."""
+        if isinstance(value, codec.Packed):
+            # Written text (set_keys) is kept as it is: it is the compact JSON packing would write.
+            return cls(bytes(memoryview(value.text)), fetched_at, seq, packed=True)
         if isinstance(value, dict | list):
             text = codec.fast_dumps(value, _keep_as_is)
             if text is not None:

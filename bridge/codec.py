@@ -7,6 +7,7 @@ import binascii
 import json
 import marshal
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -255,8 +256,8 @@ def _negative_exponent(raw: bytes) -> bool:
     return False
 
 
-def _fast_encode(value: Any) -> tuple[str, Any] | None:
-    """encode_checked's answer from fast_dumps, or None where only the Python walk gives the exact answer."""
+def _fast_raw(value: Any) -> bytes | None:
+    """encode_checked's text from fast_dumps, or None where only the Python walk gives the exact answer."""
     buffers = 0
 
     def default(obj: Any) -> dict[str, str]:
@@ -268,14 +269,17 @@ def _fast_encode(value: Any) -> tuple[str, Any] | None:
     # Every "Buffer" string in the text must be one we wrote: a caller's Buffer-shaped object needs checking.
     if raw is None or raw.count(b'"Buffer"') != buffers or b'"buffer"' in raw:
         return None
-    return raw.decode("utf-8"), orjson.loads(raw)
+    return raw
 
 
-def encode_checked(value: Any, *, what: str) -> tuple[str, Any]:
-    """Return (jsonb text, its JSON tree with Buffer objects), or raise CodecError naming what."""
-    fast = _fast_encode(value)
-    if fast is not None:
-        return _checked_size(fast[0], what), fast[1]
+def _fast_encode(value: Any) -> tuple[str, Any] | None:
+    """encode_checked's answer from fast_dumps, or None where only the Python walk gives the exact answer."""
+    raw = _fast_raw(value)
+    return None if raw is None else (raw.decode("utf-8"), orjson.loads(raw))
+
+
+def _walked(value: Any, what: str) -> tuple[str, Any]:
+    """encode_checked's answer from the Python walk, which also names what is wrong."""
     try:
         replaced = replace(value)
         # A Buffer-shaped object that does not decode would be stored, then fail every read.
@@ -285,21 +289,65 @@ def encode_checked(value: Any, *, what: str) -> tuple[str, Any]:
         raise CodecError(f"{what}: {exc}", field="value", where=exc.where) from None
     except ValueError as exc:  # NaN or infinity: not JSON
         raise CodecError(f"{what}: {exc}", field="value") from None
-    return _checked_size(text, what), replaced
+    return text, replaced
 
 
-def _checked_size(text: str, what: str) -> str:
-    """Return text if PostgreSQL can store it and it is within MAX_VALUE_BYTES; else raise CodecError."""
-    size = len(text.encode("utf-8"))
+def encode_checked(value: Any, *, what: str) -> tuple[str, Any]:
+    """Return (jsonb text, its JSON tree with Buffer objects), or raise CodecError naming what."""
+    raw = _fast_raw(value)
+    if raw is not None:
+        _check_size(raw, what)
+        return raw.decode("utf-8"), orjson.loads(raw)
+    text, tree = _walked(value, what)
+    _check_size(_utf8(text, what), what)
+    return text, tree
+
+
+def encode_packed(value: Any, *, what: str) -> Packed:
+    """encode_checked's text alone, as Packed: for callers that keep text, not the tree (set_keys)."""
+    raw = _fast_raw(value)
+    if raw is None:
+        raw = _utf8(_walked(value, what)[0], what)
+    _check_size(raw, what)
+    return Packed(raw)
+
+
+def _utf8(text: str, what: str) -> bytes:
+    """text in UTF-8; a lone surrogate (which orjson refuses and json.dumps writes raw) is a CodecError."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end]
+        raise CodecError(
+            f"{what}: value contains a lone surrogate (U+{ord(bad[0]):04X}), which is not UTF-8 and which "
+            "PostgreSQL jsonb cannot store",
+            field="value",
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """A JSON value as its compact UTF-8 text (Buffer objects as BufferJSON writes them); parse() gives
+    the tree. The bridge cache keeps such text as it is."""
+
+    text: bytes
+
+    def parse(self) -> Any:
+        """The JSON tree of the text."""
+        return json_loads(self.text)
+
+
+def _check_size(raw: bytes, what: str) -> None:
+    """Raise CodecError unless PostgreSQL can store raw and it is within MAX_VALUE_BYTES."""
+    size = len(raw)
     if size > MAX_VALUE_BYTES:
         raise CodecError(
             f"{what}: encoded value is {size} bytes, above the {MAX_VALUE_BYTES}-byte limit", field="value"
         )
-    if "\\u0000" in text:
+    if b"\\u0000" in raw:
         raise CodecError(
             f"{what}: value contains a NUL character, which PostgreSQL jsonb cannot store", field="value"
         )
-    return text
 
 
 def json_loads(data: str | bytes | bytearray | memoryview) -> Any:

@@ -500,7 +500,8 @@ class ResilientStore:
     # -- cache policy (each measure one overridable method) -----------------------------------------
 
     def _remember(self, key: CacheKey, stored: Any, stamp: tuple[int, float]) -> None:
-        """Cache a value the database just confirmed, in its stored JSON form (None: known absent).
+        """Cache a value the database just confirmed, in its stored JSON form or as the text written
+        (codec.Packed; None: known absent).
 
         The stored form is a private tree (fresh from the driver or the encoder) that nobody mutates;
         every read from the cache revives a new copy, so Baileys mutating creds cannot touch it.

@@ -101,14 +101,13 @@ class SetResult:
 
 @dataclass(frozen=True)
 class EncodedSet:
-    """A validated set() call: the statement's parameters, and each key's value in its stored JSON form."""
+    """A validated set() call: the statement's parameters, and each key's value as the text stored."""
 
     rows_json: str
     del_types: list[str]
     del_ids: list[str]
-    stored: dict[
-        tuple[str, str], Any
-    ]  # (type, id) -> JSON tree as stored (decode_key revives it), None: delete
+    # (type, id) -> the value's text as stored (its parse is what decode_key revives), None: delete
+    stored: dict[tuple[str, str], codec.Packed | None]
 
     @property
     def upserts(self) -> int:
@@ -330,6 +329,12 @@ class PgAuthStore:
 
 def encode_value(value: Any, *, what: str) -> tuple[str, Any]:
     """Encode one key value to (text, stored JSON); only objects, arrays (old sender keys), bytes qualify."""
+    _check_key_value(value, what)
+    return codec.encode_checked(value, what=what)
+
+
+def _check_key_value(value: Any, what: str) -> None:
+    """Refuse a key value that is not an object, an array or bytes."""
     if not isinstance(value, dict | list | bytes | bytearray):
         raise InvalidInputError(
             f"{what}: value must be an object, an array or bytes (None deletes), got {type(value).__name__} "
@@ -337,7 +342,6 @@ def encode_value(value: Any, *, what: str) -> tuple[str, Any]:
             field="value",
             where=what,
         )
-    return codec.encode_checked(value, what=what)
 
 
 def encode_set(company_id: str, data: Mapping[str, Mapping[str, Any]]) -> EncodedSet:
@@ -366,11 +370,11 @@ def encode_set(company_id: str, data: Mapping[str, Mapping[str, Any]]) -> Encode
                 del_ids.append(key_id)
                 stored[(key_type, key_id)] = None
                 continue
-            text, tree = encode_value(
-                value, what=f"{key_type} {quote(key_id)} of company {quote(company_id)}"
-            )
-            rows.append(f'{{"t":{json.dumps(key_type)},"i":{json.dumps(key_id)},"v":{text}}}')
-            stored[(key_type, key_id)] = tree
+            what = f"{key_type} {quote(key_id)} of company {quote(company_id)}"
+            _check_key_value(value, what)
+            packed = codec.encode_packed(value, what=what)
+            rows.append(f'{{"t":{json.dumps(key_type)},"i":{json.dumps(key_id)},"v":{packed.text.decode()}}}')
+            stored[(key_type, key_id)] = packed
     return EncodedSet("[" + ",".join(rows) + "]", del_types, del_ids, stored)
 
 

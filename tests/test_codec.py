@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge import codec
+from bridge.cache import CacheEntry
 from bridge.errors import CodecError
 
 
@@ -124,6 +126,21 @@ def test_one_pass_encoder_gives_the_bytes_of_the_python_walk(value):
         replaced = codec.replace(value)
         assert fast[0] == json.dumps(replaced, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         assert fast[1] == replaced
+
+
+@given(json_values | st.sampled_from([{"f": 1e-05}, {"big": 2**70}, {"n": None}, {"b": b"\x00\x01"}]))
+def test_packed_text_is_the_encoded_text_and_parses_to_its_tree(value):
+    # set_keys hands the cache this text instead of the tree: the same bytes, the same tree when read back.
+    try:
+        text, tree = codec.encode_checked(value, what="x")
+    except CodecError as exc:  # a NUL character: both refuse it alike
+        with pytest.raises(CodecError, match=re.escape(str(exc))):
+            codec.encode_packed(value, what="x")
+        return
+    packed = codec.encode_packed(value, what="x")
+    assert packed.text == text.encode("utf-8")
+    assert packed.parse() == tree
+    assert CacheEntry.of(packed, 0.0, 1).value == CacheEntry.of(tree, 0.0, 1).value == tree
 
 
 @pytest.mark.parametrize(
