@@ -272,12 +272,6 @@ def _fast_raw(value: Any) -> bytes | None:
     return raw
 
 
-def _fast_encode(value: Any) -> tuple[str, Any] | None:
-    """encode_checked's answer from fast_dumps, or None where only the Python walk gives the exact answer."""
-    raw = _fast_raw(value)
-    return None if raw is None else (raw.decode("utf-8"), orjson.loads(raw))
-
-
 def _walked(value: Any, what: str) -> tuple[str, Any]:
     """encode_checked's answer from the Python walk, which also names what is wrong."""
     try:

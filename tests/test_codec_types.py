@@ -77,7 +77,7 @@ def test_encode_checked_refuses_naming_type_and_path(bad: Any, type_name: str) -
 @pytest.mark.parametrize(("bad", "type_name"), REFUSED)
 def test_fast_paths_step_aside_for_refused_types(bad: Any, type_name: str) -> None:
     assert codec.fast_dumps({"a": [bad]}) is None
-    assert codec._fast_encode({"a": [bad]}) is None
+    assert codec._fast_raw({"a": [bad]}) is None
     with pytest.raises(CodecError, match=rf"value of type {type_name} at \$\.a\[0\]"):
         codec.replace({"a": [bad]})
     with pytest.raises(CodecError, match=type_name):
