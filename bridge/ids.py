@@ -23,7 +23,8 @@ MAX_KEY_ID_CHARS = 512
 # How much of a bad value an error message quotes; ids can be long and errors must stay one line.
 _QUOTE_CHARS = 60
 # Unicode category Cc: NUL, C0, DEL and C1. None appears in a JID, a number or base64; NUL breaks PostgreSQL.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# Surrogates (category Cs) too: in a str each is a lone one, which is not UTF-8 and cannot be sent at all.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def quote(value: object) -> str:
@@ -54,7 +55,13 @@ def _check_name(value: object, *, field: str, max_chars: int, where: str | None)
     bad = _CONTROL.search(value)
     if bad:
         ch = bad.group()
-        what = "a NUL byte" if ch == "\0" else f"control character U+{ord(ch):04X}"
+        what = (
+            "a NUL byte"
+            if ch == "\0"
+            else f"a lone surrogate U+{ord(ch):04X}"
+            if "\ud800" <= ch <= "\udfff"
+            else f"control character U+{ord(ch):04X}"
+        )
         raise InvalidInputError(
             f"{field} {quote(value)} contains {what} at position {bad.start()}{at}", field=field, where=where
         )

@@ -16,6 +16,7 @@ _ids = st.one_of(
     st.text(max_size=8),
     st.text(alphabet=st.characters(max_codepoint=0xA0), max_size=8),
     st.sampled_from(["", "a" * MAX_KEY_ID_CHARS, "a" * (MAX_KEY_ID_CHARS + 1), "x\x00y", "\x9f", "\x7f"]),
+    st.sampled_from(["a\ud800", "\udfff", "\ud83d\ude00"]),
     st.integers(),
     st.none(),
     st.binary(max_size=3),
@@ -53,3 +54,9 @@ def test_a_generator_of_ids_is_read_once() -> None:
 def test_a_bad_id_among_good_ones_is_named() -> None:
     with pytest.raises(InvalidInputError, match=re.escape("control character U+0009 at position 1")):
         validate_key_ids(["ok", "a\tb"], key_type="session", company_id="c1")
+
+
+def test_a_lone_surrogate_is_refused_by_name() -> None:
+    # Not UTF-8: PostgreSQL would refuse the set as invalid JSON, and the driver cannot even send the get.
+    with pytest.raises(InvalidInputError, match=re.escape("'a\\ud800' contains a lone surrogate U+D800 at")):
+        validate_key_ids(["ok", "a\ud800"], key_type="session", company_id="c1")

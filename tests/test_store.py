@@ -226,6 +226,9 @@ BAD_SETS = [
     pytest.param(
         {"session": {"a\tb": {"v": 1}}}, InvalidInputError, "control character U+0009", id="tab-in-id"
     ),
+    pytest.param(
+        {"session": {"a\ud800": {"v": 1}}}, InvalidInputError, "lone surrogate U+D800", id="surrogate-in-id"
+    ),
     pytest.param({"session": {"ok.0": {"v": float("nan")}}}, CodecError, "not JSON compliant", id="nan"),
     pytest.param(
         {"session": {"ok.0": {"v": "a\ud800b"}}}, CodecError, "lone surrogate (U+D800)", id="lone-surrogate"
