@@ -321,14 +321,10 @@ def _utf8(text: str, what: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Packed:
-    """A JSON value as its compact UTF-8 text (Buffer objects as BufferJSON writes them); parse() gives
-    the tree. The bridge cache keeps such text as it is."""
+    """A JSON value as its compact UTF-8 text (Buffer objects as BufferJSON writes them); json_loads
+    gives the tree. The bridge cache keeps such text as it is."""
 
     text: bytes
-
-    def parse(self) -> Any:
-        """The JSON tree of the text."""
-        return json_loads(self.text)
 
 
 def _check_size(raw: bytes, what: str) -> None:

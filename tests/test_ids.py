@@ -41,8 +41,9 @@ def test_the_whole_list_is_judged_as_each_id_alone(ids: list[Any]) -> None:
     assert got == expected
 
 
-def test_a_control_character_split_across_two_ids_is_no_control_character() -> None:
-    # The fast path searches the ids joined; joining creates no character, so nothing is refused wrongly.
+def test_a_character_whose_utf8_holds_a_c1_byte_is_no_control_character() -> None:
+    # The fast path searches the ids joined, as str: U+00C2 is C3 82 in UTF-8, and 0x82 would look like a
+    # C1 control to a search of the bytes.
     assert validate_key_ids(["a\u00c2", "b"], key_type="session", company_id="c1") == ["a\u00c2", "b"]
 
 
