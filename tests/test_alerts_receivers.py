@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from environment.alert_receivers import AlertReceiver
-from environment.procs import RunRegistry, pid_alive, purge_stale_runs
+from environment.procs import RunRegistry, _cmdline, pid_alive, purge_stale_runs
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -76,7 +76,8 @@ def test_receiver_secrets_stay_off_the_command_line_and_private(
     for receiver in alert_receivers.values():
         record = json.loads((receiver.registry.dir / f"{receiver.name}.proc.json").read_text())
         assert receiver.process is not None and receiver.process.proc is not None
-        live = Path(f"/proc/{receiver.process.proc.pid}/cmdline").read_bytes().decode().replace("\0", " ")
+        live = _cmdline(receiver.process.proc.pid)
+        assert live is not None
         for cmd in (record["cmd"], live):  # the receiver answered, so its exec is done and /proc is whole
             assert str(receiver.secrets_file) in cmd
             assert all(secret not in cmd for secret in receiver.secret_values())
